@@ -1,0 +1,53 @@
+# Course commands. Every target creates the virtual environment (.venv) first if it is missing.
+#   make notebooks   run every notebook with papermill into runs/notebooks/ (SIZE=full for bigger presets)
+#   make test        ruff, unit tests, and nbval over every notebook
+#   make lab         JupyterLab on the repository
+#   make bench       CPU benchmarks;   make bench-gpu   Triton kernel benchmarks (needs CUDA)
+#   make execute     re-execute the committed notebooks in place at default parameters
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SIZE ?=
+NB ?=
+PAPERMILL_ARGS ?=
+
+.PHONY: venv notebooks execute test unit nbval lint lab bench bench-gpu clean
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps -e .
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+notebooks: $(STAMP)
+	$(BIN)/python scripts/run_notebooks.py --out runs/notebooks $(if $(SIZE),--size $(SIZE)) $(if $(NB),--only $(NB)) $(PAPERMILL_ARGS)
+
+execute: $(STAMP)
+	$(BIN)/python scripts/run_notebooks.py --in-place $(if $(NB),--only $(NB))
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests -q
+
+nbval: $(STAMP)
+	$(BIN)/python -m pytest --nbval-lax notebooks -q -p no:cacheprovider
+
+test: lint unit nbval
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=.
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+bench-gpu: $(STAMP)
+	$(BIN)/python -m kernels.bench
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

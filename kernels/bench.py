@@ -1,0 +1,63 @@
+"""Run the GPU benchmarks and write one CSV per benchmark under kernels/benchmarks/results/.
+
+    python -m kernels.bench                 # every kernels/benchmarks/bench_*.py
+    python -m kernels.bench softmax rmsnorm # only these
+
+Each benchmark module defines `run() -> list[dict]`; every row gets the GPU name and the torch and
+triton versions. Needs a CUDA GPU: the benchmarks time compiled kernels, which the interpreter cannot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
+import torch
+
+from kernels.benchmarks import common
+
+RESULTS = Path(__file__).parent / "benchmarks" / "results"
+
+
+def available() -> list[str]:
+    """Names of the benchmark modules (bench_<name>.py -> <name>)."""
+    folder = Path(__file__).parent / "benchmarks"
+    return sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules([str(folder)]) if m.name.startswith("bench_"))
+
+
+def write_csv(name: str, rows: list[dict]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.csv"
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {available()})")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("kernels.bench needs a CUDA GPU; the committed CSVs under kernels/benchmarks/results/ are from one.")
+        return 2
+    unknown = sorted(set(args.names) - set(available()))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; available: {available()}")
+    env = common.environment()
+    for name in args.names or available():
+        module = importlib.import_module(f"kernels.benchmarks.bench_{name}")
+        rows = [{**env, **row} for row in module.run()]
+        path = write_csv(name, rows)
+        print(f"{name}: {len(rows)} rows -> {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

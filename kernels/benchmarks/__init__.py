@@ -1,0 +1,1 @@
+"""GPU benchmarks of the kernels (`python -m kernels.bench`); results land in results/ as CSV."""

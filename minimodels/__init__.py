@@ -1,0 +1,18 @@
+"""Small language-model modules of the course, each tested against the library practitioners use.
+
+    from minimodels import GPT, GPTConfig, from_hf, train, TrainConfig, generate
+"""
+
+from minimodels.checkpoint import load_checkpoint, save_checkpoint
+from minimodels.data import BatchSampler, CharDataset, CharTokenizer, load_corpus, train_val_split
+from minimodels.generate import generate
+from minimodels.gpt import GPT, GPTConfig
+from minimodels.hf import from_hf
+from minimodels.runtime import pick_device, seed_everything
+from minimodels.train import History, TrainConfig, estimate_loss, train
+
+__all__ = [
+    "GPT", "GPTConfig", "BatchSampler", "CharDataset", "CharTokenizer", "History", "TrainConfig",
+    "estimate_loss", "from_hf", "generate", "load_checkpoint", "load_corpus", "pick_device",
+    "save_checkpoint", "seed_everything", "train", "train_val_split",
+]
