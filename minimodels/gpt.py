@@ -38,7 +38,7 @@ class GPTConfig:
                 raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
         if self.n_embd % self.n_head:
             raise ValueError(
-                f"GPTConfig.n_embd={self.n_embd} must be divisible by n_head={self.n_head} (head width = n_embd / n_head)"
+                f"GPTConfig.n_embd={self.n_embd} must be divisible by n_head={self.n_head}"
             )
         if self.mlp_hidden is None:
             self.mlp_hidden = 4 * self.n_embd

@@ -25,7 +25,8 @@ def gpt_config_from_hf(hf_config: dict) -> GPTConfig:
         raise ValueError("GPT-2 option scale_attn_weights=False is not supported by the course GPT")
     activation = hf_config.get("activation_function", "gelu_new")
     if activation not in HF_ACTIVATIONS:
-        raise ValueError(f"GPT-2 activation_function {activation!r} is not supported; supported: {sorted(HF_ACTIVATIONS)}")
+        raise ValueError(f"GPT-2 activation_function {activation!r} is not supported; supported: "
+                         f"{sorted(HF_ACTIVATIONS)}")
     return GPTConfig(
         vocab_size=hf_config["vocab_size"],
         block_size=hf_config["n_positions"],
