@@ -7,6 +7,8 @@ without `TRITON_INTERPRET=1` it gets an error that says how to run it instead.
 from __future__ import annotations
 
 import os
+import sys
+import types
 
 import torch
 
@@ -33,7 +35,9 @@ def check_launchable(op: str, **tensors: torch.Tensor) -> torch.device:
             f"or set TRITON_INTERPRET=1 before importing triton to run the (slow) Triton interpreter, "
             f"or call {op}_ref for the plain PyTorch reference."
         )
-    raise RuntimeError(f"{op}: tensors on {device} are not supported; use CUDA tensors (or CPU with TRITON_INTERPRET=1)")
+    raise RuntimeError(
+        f"{op}: tensors on {device} are not supported; use CUDA tensors (or CPU with TRITON_INTERPRET=1)"
+    )
 
 
 def check_dtype(op: str, name: str, t: torch.Tensor, allowed: tuple[torch.dtype, ...]) -> None:
@@ -43,4 +47,24 @@ def check_dtype(op: str, name: str, t: torch.Tensor, allowed: tuple[torch.dtype,
     if t.dtype not in allowed:
         names = ", ".join(str(d).replace("torch.", "") for d in allowed)
         where = "through the interpreter" if t.device.type == "cpu" else f"on {t.device.type}"
-        raise TypeError(f"{op}: {name} has dtype {str(t.dtype).replace('torch.', '')}; {where} it must be one of {names}")
+        got = str(t.dtype).replace("torch.", "")
+        raise TypeError(f"{op}: {name} has dtype {got}; {where} it must be one of {names}")
+
+
+class _OpModule(types.ModuleType):
+    """A module that calls its op when called (see `export_op_module`)."""
+
+    def __call__(self, *args, **kwargs):
+        return self.__op__(*args, **kwargs)
+
+
+def export_op_module(module_name: str, op) -> None:
+    """Make the module `kernels.<op>` callable as the op of the same name.
+
+    `kernels.softmax` names both a module and its function. The package resolves the name lazily to the
+    function, but once anything imports the submodule, Python binds the package attribute to the module.
+    Calling that module then calls the function, so `kernels.softmax(x)` works whatever was imported first.
+    """
+    module = sys.modules[module_name]
+    module.__op__ = op
+    module.__class__ = _OpModule
