@@ -23,10 +23,10 @@ _WHERE = {
     "flash_attention": "flash_attention",
     "flash_attention_ref": "flash_attention",
     "selective_scan": "selective_scan",
-    "selective_scan_ref": "selective_scan",
-    "selective_scan_chunked": "selective_scan",
+    "selective_scan_ref": "selective_scan_torch",  # the PyTorch ones load without triton
+    "selective_scan_chunked": "selective_scan_torch",
     "selective_state_update": "selective_scan",
-    "selective_state_update_ref": "selective_scan",
+    "selective_state_update_ref": "selective_scan_torch",
 }
 
 __all__ = sorted(_WHERE)
