@@ -5,14 +5,17 @@
 
 from minimodels.checkpoint import load_checkpoint, save_checkpoint
 from minimodels.data import BatchSampler, CharDataset, CharTokenizer, load_corpus, train_val_split
+from minimodels.decode import generate_cached
 from minimodels.generate import generate
 from minimodels.gpt import GPT, GPTConfig
 from minimodels.hf import from_hf
+from minimodels.kv_cache import KVCache, RollingKVCache, new_cache
+from minimodels.llama import Llama, LlamaConfig
 from minimodels.runtime import pick_device, seed_everything
 from minimodels.train import History, TrainConfig, estimate_loss, train
 
 __all__ = [
-    "GPT", "GPTConfig", "BatchSampler", "CharDataset", "CharTokenizer", "History", "TrainConfig",
+    "GPT", "GPTConfig", "KVCache", "Llama", "LlamaConfig", "RollingKVCache", "generate_cached", "new_cache", "BatchSampler", "CharDataset", "CharTokenizer", "History", "TrainConfig",
     "estimate_loss", "from_hf", "generate", "load_checkpoint", "load_corpus", "pick_device",
     "save_checkpoint", "seed_everything", "train", "train_val_split",
 ]

@@ -13,6 +13,10 @@ import torch
 # Hugging Face class name -> "module:function" taking the HF model and returning the course model
 CONVERTERS = {
     "GPT2LMHeadModel": "minimodels.gpt_hf:gpt_from_hf",
+    "LlamaForCausalLM": "minimodels.llama_hf:llama_from_hf",
+    "MistralForCausalLM": "minimodels.llama_hf:llama_from_hf",
+    "MixtralForCausalLM": "minimodels.llama_hf:llama_from_hf",
+    "MambaForCausalLM": "minimodels.mamba_hf:mamba_from_hf",
 }
 
 
