@@ -15,7 +15,8 @@ from minimodels.runtime import pick_device, seed_everything
 from minimodels.train import History, TrainConfig, estimate_loss, train
 
 __all__ = [
-    "GPT", "GPTConfig", "KVCache", "Llama", "LlamaConfig", "RollingKVCache", "generate_cached", "new_cache", "BatchSampler", "CharDataset", "CharTokenizer", "History", "TrainConfig",
-    "estimate_loss", "from_hf", "generate", "load_checkpoint", "load_corpus", "pick_device",
-    "save_checkpoint", "seed_everything", "train", "train_val_split",
+    "BatchSampler", "CharDataset", "CharTokenizer", "GPT", "GPTConfig", "History", "KVCache", "Llama",
+    "LlamaConfig", "RollingKVCache", "TrainConfig", "estimate_loss", "from_hf", "generate", "generate_cached",
+    "load_checkpoint", "load_corpus", "new_cache", "pick_device", "save_checkpoint", "seed_everything",
+    "train", "train_val_split",
 ]
