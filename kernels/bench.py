@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"kernels.benchmarks.bench_{name}")
         rows = [{**env, **row} for row in module.run()]
         path = write_csv(name, rows)
-        print(f"{name}: {len(rows)} rows -> {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+        shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+        print(f"{name}: {len(rows)} rows -> {shown}")
     return 0
 
 

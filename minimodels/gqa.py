@@ -23,7 +23,7 @@ class GroupedQueryAttention(nn.Module):
 
     def __init__(
         self, dim: int, n_heads: int, n_kv_heads: int | None = None, head_dim: int | None = None,
-        window: int | None = None, dropout: float = 0.0,
+        window: int | None = None, dropout: float = 0.0, use_kernels: bool = False,
     ):
         super().__init__()
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
@@ -38,6 +38,7 @@ class GroupedQueryAttention(nn.Module):
         self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
         self.window = window
         self.dropout = dropout
+        self.use_kernels = use_kernels  # kernels.flash_attention (Triton) instead of SDPA
         self.q_proj = nn.Linear(dim, n_heads * head_dim, bias=False)
         self.k_proj = nn.Linear(dim, n_kv_heads * head_dim, bias=False)
         self.v_proj = nn.Linear(dim, n_kv_heads * head_dim, bias=False)
@@ -57,6 +58,12 @@ class GroupedQueryAttention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # rotated at absolute positions, then cached
         if cache is not None:
             k, v = cache.update(layer_idx, k, v)  # (B, Hkv, Tk, D): earlier positions, then these T
+        if self.use_kernels:
+            import kernels  # imported here: only the kernel path needs triton
+
+            # same semantics: queries are the last T of the keys, causal, window of the W latest positions
+            y = kernels.flash_attention(q, k, v, causal=True, window=self.window)  # (B, H, T, D), GQA native
+            return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
         mask_args = self._mask_args(T, k.size(2), x.device)
         grouped = self.n_kv_heads != self.n_heads  # query head h reads kv head h // (n_heads / n_kv_heads)
         if grouped and x.is_cuda and "attn_mask" in mask_args:

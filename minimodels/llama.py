@@ -45,6 +45,7 @@ class LlamaConfig:
     top_k: int = 2  # experts per token
     router_aux_loss_coef: float = 0.001  # weight of the load-balancing loss in `llama_loss`
     dropout: float = 0.0
+    use_kernels: bool = False  # attention and RMSNorm through kernels.flash_attention / kernels.rms_norm (Triton)
 
     def __post_init__(self):
         def fail(field: str, reason: str):
@@ -88,6 +89,8 @@ class LlamaConfig:
             fail("router_aux_loss_coef", "must be >= 0")
         if not 0.0 <= self.dropout < 1.0:
             fail("dropout", "must be in [0, 1)")
+        if self.use_kernels and self.dropout > 0:
+            fail("use_kernels", f"the Triton attention kernel has no dropout; set dropout=0 (got {self.dropout})")
 
     @property
     def is_moe(self) -> bool:
@@ -102,10 +105,10 @@ class DecoderLayer(nn.Module):
 
     def __init__(self, config: LlamaConfig):
         super().__init__()
-        self.attn_norm = RMSNorm(config.dim, config.norm_eps)
+        self.attn_norm = RMSNorm(config.dim, config.norm_eps, config.use_kernels)
         self.attn = GroupedQueryAttention(config.dim, config.n_heads, config.n_kv_heads, config.head_dim,
-                                          config.sliding_window, config.dropout)
-        self.mlp_norm = RMSNorm(config.dim, config.norm_eps)
+                                          config.sliding_window, config.dropout, config.use_kernels)
+        self.mlp_norm = RMSNorm(config.dim, config.norm_eps, config.use_kernels)
         if config.is_moe:
             self.mlp = MoE(config.dim, config.mlp_hidden, config.n_experts, config.top_k)
         else:
@@ -131,7 +134,7 @@ class Llama(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, config.dim)
         self.rope = RotaryEmbedding(config.head_dim, config.rope_theta)
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.n_layers))
-        self.norm = RMSNorm(config.dim, config.norm_eps)
+        self.norm = RMSNorm(config.dim, config.norm_eps, config.use_kernels)
         self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
