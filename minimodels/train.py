@@ -70,10 +70,14 @@ def lr_at(it: int, config: TrainConfig) -> float:
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW where matrices (dim >= 2: linear and embedding weights) decay and biases and norm gains do not."""
+    """AdamW where matrices (dim >= 2: linear and embedding weights) decay and biases and norm gains do not.
+
+    A parameter marked `p._no_weight_decay = True` never decays (Mamba's A_log, as in mamba-ssm).
+    """
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
+    decays = [p.dim() >= 2 and not getattr(p, "_no_weight_decay", False) for p in params]
+    decay = [p for p, d in zip(params, decays, strict=True) if d]
+    no_decay = [p for p, d in zip(params, decays, strict=True) if not d]
     groups = [
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},

@@ -50,3 +50,11 @@ def test_config_validation():
         TrainConfig(lr=-1)
     with pytest.raises(ValueError, match="grad_clip"):
         TrainConfig(grad_clip=0)
+
+
+def test_parameters_marked_no_weight_decay_do_not_decay():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    model[1].weight._no_weight_decay = True
+    decay, no_decay = make_optimizer(model, TrainConfig()).param_groups
+    assert any(p is model[1].weight for p in no_decay["params"])
+    assert not any(p is model[1].weight for p in decay["params"])
