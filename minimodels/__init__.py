@@ -12,11 +12,12 @@ from minimodels.hf import from_hf
 from minimodels.kv_cache import KVCache, RollingKVCache, new_cache
 from minimodels.llama import Llama, LlamaConfig
 from minimodels.runtime import pick_device, seed_everything
+from minimodels.seq2seq import Seq2Seq, Seq2SeqConfig
 from minimodels.train import History, TrainConfig, estimate_loss, train
 
 __all__ = [
     "BatchSampler", "CharDataset", "CharTokenizer", "GPT", "GPTConfig", "History", "KVCache", "Llama",
     "LlamaConfig", "RollingKVCache", "TrainConfig", "estimate_loss", "from_hf", "generate", "generate_cached",
     "load_checkpoint", "load_corpus", "new_cache", "pick_device", "save_checkpoint", "seed_everything",
-    "train", "train_val_split",
+    "train", "train_val_split", "Seq2Seq", "Seq2SeqConfig",
 ]
