@@ -10,15 +10,6 @@ from minimodels.kv_cache import KVCache, RollingKVCache, new_cache, prefill
 from minimodels.llama import Llama, LlamaConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: extra threads only add overhead (and contention on a shared CPU)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def model(seed=0, **overrides) -> Llama:
     torch.manual_seed(seed)
     values = dict(vocab_size=61, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, mlp_hidden=48, max_seq_len=64)

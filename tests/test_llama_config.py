@@ -8,15 +8,6 @@ from minimodels.gqa import GroupedQueryAttention
 from minimodels.llama import Llama, LlamaConfig, llama_loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: extra threads only add overhead (and contention on a shared CPU)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("overrides, message", [
     ({"dim": 30, "n_heads": 4}, r"LlamaConfig\.dim=30: must be divisible by n_heads=4"),
     ({"n_heads": 4, "n_kv_heads": 3}, r"LlamaConfig\.n_kv_heads=3: must divide n_heads=4"),

@@ -21,15 +21,6 @@ from minimodels.llama_hf import llama_from_hf
 VOCAB = 97
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: extra threads only add overhead (and contention on a shared CPU)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(config_cls, seed=0, **overrides):
     """A tiny random HF config (no special tokens, so generate never stops early)."""
     torch.manual_seed(seed)

@@ -10,15 +10,6 @@ from minimodels.llama import Llama, LlamaConfig, llama_loss
 from minimodels.moe import MoE, load_balancing_loss, route
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: extra threads only add overhead (and contention on a shared CPU)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_aux_loss_by_hand_two_experts_two_tokens_top1():
     # token 0: probabilities (3/4, 1/4); token 1: (0.6, 0.4). Both go to expert 0 with top-1.
     logits = torch.log(torch.tensor([[3.0, 1.0], [1.5, 1.0]]))

@@ -10,15 +10,6 @@ from minimodels.norms import LayerNorm, RMSNorm
 from minimodels.rope import RotaryEmbedding, apply_rope, rope_inv_freq, rotate_half
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: extra threads only add overhead (and contention on a shared CPU)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_rmsnorm_equals_hf_llama_rmsnorm(dtype):
     torch.manual_seed(0)

@@ -17,15 +17,6 @@ from minimodels.toy_tasks import (
 from minimodels.train import TrainConfig, train
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny recurrent steps run faster on one thread than split across two (and stay steady on a busy host)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def small_model(attention: bool, vocab_size: int = 9, seed: int = 0) -> Seq2Seq:
     torch.manual_seed(seed)
     return Seq2Seq(Seq2SeqConfig(vocab_size=vocab_size, emb_size=8, hidden_size=16, attention=attention,
@@ -225,7 +216,7 @@ def test_task_and_decode_reject_bad_arguments():
 # ---------------------------------------------------------------- it learns
 
 
-def test_attention_model_learns_to_reverse_short_sequences(one_thread):
+def test_attention_model_learns_to_reverse_short_sequences():
     task = ReversalTask(n_symbols=6, min_len=2, max_len=6)
     torch.manual_seed(0)
     model = Seq2Seq(Seq2SeqConfig(vocab_size=task.vocab_size, emb_size=16, hidden_size=48, attn_size=24,
