@@ -11,6 +11,7 @@ from minimodels.gpt import GPT, GPTConfig
 from minimodels.hf import from_hf
 from minimodels.kv_cache import KVCache, RollingKVCache, new_cache
 from minimodels.llama import Llama, LlamaConfig
+from minimodels.mamba import MambaConfig, MambaLM
 from minimodels.runtime import pick_device, seed_everything
 from minimodels.seq2seq import Seq2Seq, Seq2SeqConfig
 from minimodels.train import History, TrainConfig, estimate_loss, train
@@ -19,5 +20,5 @@ __all__ = [
     "BatchSampler", "CharDataset", "CharTokenizer", "GPT", "GPTConfig", "History", "KVCache", "Llama",
     "LlamaConfig", "RollingKVCache", "TrainConfig", "estimate_loss", "from_hf", "generate", "generate_cached",
     "load_checkpoint", "load_corpus", "new_cache", "pick_device", "save_checkpoint", "seed_everything",
-    "train", "train_val_split", "Seq2Seq", "Seq2SeqConfig",
+    "train", "train_val_split", "Seq2Seq", "Seq2SeqConfig", "MambaConfig", "MambaLM",
 ]
