@@ -180,6 +180,20 @@ def _query_range(start_n, T, S, window, BLOCK_M: tl.constexpr, BLOCK_N: tl.const
 
 
 @triton.jit
+def _load_kv_tile(k_base, v_base, stride_ks, stride_vs, offs_n, offs_d, S, MASKED: tl.constexpr):
+    """The (BLOCK_N, D) key and value tiles at rows offs_n; rows past S read as zeros on masked tiles."""
+    k_ptrs = k_base + offs_n[:, None] * stride_ks + offs_d[None, :]
+    v_ptrs = v_base + offs_n[:, None] * stride_vs + offs_d[None, :]
+    if MASKED:
+        k = tl.load(k_ptrs, mask=offs_n[:, None] < S, other=0.0)
+        v = tl.load(v_ptrs, mask=offs_n[:, None] < S, other=0.0)
+    else:
+        k = tl.load(k_ptrs)
+        v = tl.load(v_ptrs)
+    return k, v
+
+
+@triton.jit
 def _fwd_tiles(acc, l_i, m_i, q, k_base, v_base, stride_ks, stride_vs, pos, lo, hi, S, window, qk_scale,
                HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, WINDOWED: tl.constexpr,
                MASKED: tl.constexpr, DOT_PRECISION: tl.constexpr):
@@ -188,14 +202,7 @@ def _fwd_tiles(acc, l_i, m_i, q, k_base, v_base, stride_ks, stride_vs, pos, lo, 
     for start_n in range(lo, hi, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         offs_n = start_n + tl.arange(0, BLOCK_N)
-        k_ptrs = k_base + offs_n[:, None] * stride_ks + offs_d[None, :]
-        v_ptrs = v_base + offs_n[:, None] * stride_vs + offs_d[None, :]
-        if MASKED:
-            k = tl.load(k_ptrs, mask=offs_n[:, None] < S, other=0.0)  # (BLOCK_N, D)
-            v = tl.load(v_ptrs, mask=offs_n[:, None] < S, other=0.0)
-        else:
-            k = tl.load(k_ptrs)
-            v = tl.load(v_ptrs)
+        k, v = _load_kv_tile(k_base, v_base, stride_ks, stride_vs, offs_n, offs_d, S, MASKED)  # (BLOCK_N, D)
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N), base 2
         if MASKED:
             keep = offs_n[None, :] < S
@@ -379,14 +386,7 @@ def _dq_tiles(dq, q, do, lse2, delta, k_base, v_base, stride_ks, stride_vs, pos,
     for start_n in range(lo, hi, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         offs_n = start_n + tl.arange(0, BLOCK_N)
-        k_ptrs = k_base + offs_n[:, None] * stride_ks + offs_d[None, :]
-        v_ptrs = v_base + offs_n[:, None] * stride_vs + offs_d[None, :]
-        if MASKED:
-            k = tl.load(k_ptrs, mask=offs_n[:, None] < S, other=0.0)  # (BLOCK_N, D)
-            v = tl.load(v_ptrs, mask=offs_n[:, None] < S, other=0.0)
-        else:
-            k = tl.load(k_ptrs)
-            v = tl.load(v_ptrs)
+        k, v = _load_kv_tile(k_base, v_base, stride_ks, stride_vs, offs_n, offs_d, S, MASKED)  # (BLOCK_N, D)
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N)
         p = tl.math.exp2(qk - lse2[:, None])
         if MASKED:
