@@ -44,10 +44,10 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.cpu
 
 bench-gpu: $(STAMP)
-	$(BIN)/python -m kernels.bench
+	$(BIN)/python -m benchmarks.gpu
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -6,16 +6,53 @@ without `TRITON_INTERPRET=1` it gets an error that says how to run it instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import sys
-import types
 
 import torch
 
 
+def _flag_on(value: str | None) -> bool:
+    return (value or "0").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+# TRITON_INTERPRET as it was when the first kernel module was imported: `@triton.jit` reads it then, when
+# it decorates each kernel, and never again. None until a kernel module is imported.
+_INTERPRET_AT_IMPORT: bool | None = None
+
+
+def record_kernel_import() -> None:
+    """Called by each kernels/ops/<op>/triton.py as it is imported (its kernels are decorated then)."""
+    global _INTERPRET_AT_IMPORT
+    if _INTERPRET_AT_IMPORT is None:
+        _INTERPRET_AT_IMPORT = _flag_on(os.environ.get("TRITON_INTERPRET"))
+
+
 def interpreter_enabled() -> bool:
-    """True when the Triton interpreter is on (the variable must be set before triton is imported)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    """True when the Triton interpreter is on for CPU tensors.
+
+    The kernels are compiled or interpreted as decided when they were imported. Turning TRITON_INTERPRET
+    on after that has no effect inside triton, so it is reported here as an error that says what to do,
+    instead of failing deep inside triton. (Turning it off later simply refuses CPU tensors.)
+    """
+    now = _flag_on(os.environ.get("TRITON_INTERPRET"))
+    if now and _INTERPRET_AT_IMPORT is False:
+        raise RuntimeError(
+            "TRITON_INTERPRET=1 was set after the kernels were imported, and triton reads it only at import. "
+            "Set it before anything imports triton or the kernels (in the shell, or in the first cell of the "
+            "notebook: import os; os.environ['TRITON_INTERPRET'] = '1'), then restart the kernel or process."
+        )
+    return now
+
+
+def on_device(device: torch.device):
+    """Launch on the tensors' GPU (Triton launches on the current CUDA device); nothing to do on CPU."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def num_warps_for(block: int) -> int:
+    """Warps for a one-row program: enough that each thread holds a handful of elements (at most 16)."""
+    return 4 if block <= 1024 else 8 if block <= 4096 else 16
 
 
 def check_launchable(op: str, **tensors: torch.Tensor) -> torch.device:
@@ -49,22 +86,3 @@ def check_dtype(op: str, name: str, t: torch.Tensor, allowed: tuple[torch.dtype,
         where = "through the interpreter" if t.device.type == "cpu" else f"on {t.device.type}"
         got = str(t.dtype).replace("torch.", "")
         raise TypeError(f"{op}: {name} has dtype {got}; {where} it must be one of {names}")
-
-
-class _OpModule(types.ModuleType):
-    """A module that calls its op when called (see `export_op_module`)."""
-
-    def __call__(self, *args, **kwargs):
-        return self.__op__(*args, **kwargs)
-
-
-def export_op_module(module_name: str, op) -> None:
-    """Make the module `kernels.<op>` callable as the op of the same name.
-
-    `kernels.softmax` names both a module and its function. The package resolves the name lazily to the
-    function, but once anything imports the submodule, Python binds the package attribute to the module.
-    Calling that module then calls the function, so `kernels.softmax(x)` works whatever was imported first.
-    """
-    module = sys.modules[module_name]
-    module.__op__ = op
-    module.__class__ = _OpModule

@@ -1,24 +1,32 @@
 """Small language-model modules of the course, each tested against the library practitioners use.
 
     from minimodels import GPT, GPTConfig, from_hf, train, TrainConfig, generate
+
+The subpackages follow the course: `text`, `layers`, `models`, `hf` (the only one that imports
+transformers), `generation`, `training`, and one per later lesson. The names below are re-exported so
+that the most used ones are one import away.
 """
 
-from minimodels.checkpoint import load_checkpoint, save_checkpoint
-from minimodels.data import BatchSampler, CharDataset, CharTokenizer, load_corpus, train_val_split
-from minimodels.decode import generate_cached
-from minimodels.generate import generate
-from minimodels.gpt import GPT, GPTConfig
+from minimodels.generation import KVCache, RollingKVCache, generate, generate_cached, generate_recurrent, new_cache
 from minimodels.hf import from_hf
-from minimodels.kv_cache import KVCache, RollingKVCache, new_cache
-from minimodels.llama import Llama, LlamaConfig
-from minimodels.mamba import MambaConfig, MambaLM
+from minimodels.models import GPT, GPTConfig, Llama, LlamaConfig, MambaConfig, MambaLM, Seq2Seq, Seq2SeqConfig
 from minimodels.runtime import pick_device, seed_everything
-from minimodels.seq2seq import Seq2Seq, Seq2SeqConfig
-from minimodels.train import History, TrainConfig, estimate_loss, train
+from minimodels.text import CharTokenizer, load_corpus
+from minimodels.training import (
+    BatchSampler,
+    CharDataset,
+    History,
+    TrainConfig,
+    estimate_loss,
+    load_checkpoint,
+    save_checkpoint,
+    train,
+    train_val_split,
+)
 
 __all__ = [
     "BatchSampler", "CharDataset", "CharTokenizer", "GPT", "GPTConfig", "History", "KVCache", "Llama",
-    "LlamaConfig", "RollingKVCache", "TrainConfig", "estimate_loss", "from_hf", "generate", "generate_cached",
-    "load_checkpoint", "load_corpus", "new_cache", "pick_device", "save_checkpoint", "seed_everything",
-    "train", "train_val_split", "Seq2Seq", "Seq2SeqConfig", "MambaConfig", "MambaLM",
+    "LlamaConfig", "MambaConfig", "MambaLM", "RollingKVCache", "Seq2Seq", "Seq2SeqConfig", "TrainConfig",
+    "estimate_loss", "from_hf", "generate", "generate_cached", "generate_recurrent", "load_checkpoint",
+    "load_corpus", "new_cache", "pick_device", "save_checkpoint", "seed_everything", "train", "train_val_split",
 ]

@@ -5,11 +5,17 @@
     python scripts/run_notebooks.py --out runs/notebooks --size full -p SEED 1
 
 Every notebook runs even when one fails; the exit code is 1 if any failed.
+
+What is stored is clean by construction: progress bars are off while executing (TQDM_DISABLE=1), so no
+stored output shows a frozen bar, and papermill's metadata keeps only the notebook's file name, never an
+absolute path of the machine that ran it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +32,16 @@ def parse_value(text: str):
         except ValueError:
             pass
     return {"True": True, "False": False, "None": None}.get(text, text)
+
+
+def clean_metadata(path: Path) -> None:
+    """Replace papermill's absolute input/output paths by the notebook's file name."""
+    notebook = json.loads(path.read_text())
+    meta = notebook.get("metadata", {}).get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if key in meta:
+            meta[key] = path.name
+    path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
+    os.environ["TQDM_DISABLE"] = "1"  # inherited by the kernels: no bars in the stored outputs
     results = []
     for path in paths:
         target = path if args.in_place else args.out / path.name
@@ -65,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as err:  # papermill raises on a failing cell; keep going, report at the end
             status = f"failed ({type(err).__name__})"
         seconds = time.perf_counter() - start
+        if target.exists():
+            clean_metadata(target)
         results.append((path.name, seconds, status))
         print(f"  {path.name}: {status} in {seconds:.1f} s", flush=True)
     width = max(len(name) for name, _, _ in results)

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minimodels.attention import CausalSelfAttention, attention, attention_mask
+from minimodels.layers.attention import CausalSelfAttention, attention, attention_mask
 
 
 def test_causal_mask_is_lower_triangular():

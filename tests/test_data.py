@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from minimodels.data import BatchSampler, CharDataset, CharTokenizer, load_corpus, train_val_split
+from minimodels.training.data import BatchSampler, CharDataset, CharTokenizer, load_corpus, train_val_split
 
 
 def test_corpus_is_real_prose_and_deterministic():

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from minimodels import GPT, GPTConfig, generate
-from minimodels.generate import filter_logits, next_token
+from minimodels.generation.generate import filter_logits, next_token
 
 
 def tiny_gpt():

@@ -5,7 +5,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from minimodels import GPT, GPTConfig, from_hf, load_checkpoint, save_checkpoint
-from minimodels.gpt_hf import load_gpt2_checkpoint
+from minimodels.hf.gpt import load_gpt2_checkpoint
 
 
 def tiny_config(**kw):

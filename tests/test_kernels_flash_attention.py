@@ -10,13 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import kernels.flash_attention as fa
-from kernels.flash_attention import (
-    attention_mask,
-    flash_attention,
-    flash_attention_forward,
-    flash_attention_ref,
-)
+import kernels.ops.flash_attention.triton as fa
+from kernels import attention_mask, flash_attention, flash_attention_forward, flash_attention_ref
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 3e-2}

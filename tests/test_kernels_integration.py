@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from minimodels import Llama, LlamaConfig
-from minimodels.kv_cache import new_cache
+from minimodels.generation.kv_cache import new_cache
 
 
 def twin_models(**kw):

@@ -8,9 +8,10 @@ import importlib
 import pytest
 import torch
 
-from kernels.rmsnorm import rms_norm, rms_norm_backward, rms_norm_forward, rms_norm_ref
+from kernels import rms_norm, rms_norm_ref
+from kernels.ops.rms_norm.triton import rms_norm_backward, rms_norm_forward
 
-rmsnorm_module = importlib.import_module("kernels.rmsnorm")
+rmsnorm_module = importlib.import_module("kernels.ops.rms_norm.triton")
 
 TOL = {torch.float32: dict(atol=1e-5, rtol=1e-5), torch.float16: dict(atol=1e-2, rtol=1e-2)}
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

@@ -4,10 +4,10 @@ chunked prefill equals one-shot prefill, and the limits raise clear errors."""
 import pytest
 import torch
 
-from minimodels.decode import generate_cached
-from minimodels.generate import generate
-from minimodels.kv_cache import KVCache, RollingKVCache, new_cache, prefill
-from minimodels.llama import Llama, LlamaConfig
+from minimodels.generation.cached import generate_cached
+from minimodels.generation.generate import generate
+from minimodels.generation.kv_cache import KVCache, RollingKVCache, new_cache, prefill
+from minimodels.models.llama import Llama, LlamaConfig
 
 
 def model(seed=0, **overrides) -> Llama:

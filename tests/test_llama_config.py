@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from minimodels import load_checkpoint, save_checkpoint
-from minimodels.gqa import GroupedQueryAttention
-from minimodels.llama import Llama, LlamaConfig, llama_loss
+from minimodels.layers.gqa import GroupedQueryAttention
+from minimodels.models.llama import Llama, LlamaConfig, llama_loss
 
 
 @pytest.mark.parametrize("overrides, message", [

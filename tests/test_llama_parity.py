@@ -14,9 +14,9 @@ from transformers import (
 )
 
 from minimodels import from_hf
-from minimodels.decode import generate_cached
-from minimodels.llama import Llama
-from minimodels.llama_hf import llama_from_hf
+from minimodels.generation.cached import generate_cached
+from minimodels.hf.llama import llama_from_hf
+from minimodels.models.llama import Llama
 
 VOCAB = 97
 

@@ -1,4 +1,4 @@
-"""minimodels.mamba: Hugging Face MambaForCausalLM parity (logits, greedy generation), recurrent decoding
+"""minimodels.models.mamba: Hugging Face MambaForCausalLM parity (logits, greedy generation), recurrent decoding
 equal to the parallel forward, Mamba's initialization, the three scan backends, config validation, training.
 
 The Triton backend runs through the interpreter on CPU (conftest sets TRITON_INTERPRET=1): tiny shapes only.
@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from minimodels import TrainConfig, from_hf, generate, train
-from minimodels.checkpoint import load_checkpoint, save_checkpoint
-from minimodels.mamba import MambaConfig, MambaLM
-from minimodels.mamba_decode import generate_recurrent
-from minimodels.mamba_hf import mamba_config_from_hf
+from minimodels.generation.recurrent import generate_recurrent
+from minimodels.hf.mamba import mamba_config_from_hf
+from minimodels.models.mamba import MambaConfig, MambaLM
+from minimodels.training.checkpoint import load_checkpoint, save_checkpoint
 
 transformers = pytest.importorskip("transformers")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -151,7 +151,7 @@ def test_scan_backend_triton_agrees_with_ref():
 
 
 def test_import_does_not_import_triton():
-    code = "import sys, minimodels.mamba, minimodels.mamba_decode; print('triton' in sys.modules)"
+    code = "import sys, minimodels.models.mamba, minimodels.generation.recurrent; print('triton' in sys.modules)"
     env = {**os.environ, "PYTHONPATH": ROOT}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr

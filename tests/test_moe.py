@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
 
-from minimodels.llama import Llama, LlamaConfig, llama_loss
-from minimodels.moe import MoE, load_balancing_loss, route
+from minimodels.layers.moe import MoE, load_balancing_loss, route
+from minimodels.models.llama import Llama, LlamaConfig, llama_loss
 
 
 def test_aux_loss_by_hand_two_experts_two_tokens_top1():

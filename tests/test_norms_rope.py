@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers.models.llama.modeling_llama import LlamaRMSNorm, apply_rotary_pos_emb
 
-from minimodels.norms import LayerNorm, RMSNorm
-from minimodels.rope import RotaryEmbedding, apply_rope, rope_inv_freq, rotate_half
+from minimodels.layers.norms import LayerNorm, RMSNorm
+from minimodels.layers.rope import RotaryEmbedding, apply_rope, rope_inv_freq, rotate_half
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -8,7 +8,8 @@ scan costs one Python call per element: shapes stay tiny and L = 37 spans three 
 import pytest
 import torch
 
-from kernels.selective_scan import (
+import kernels
+from kernels import (
     selective_scan,
     selective_scan_chunked,
     selective_scan_ref,
@@ -271,10 +272,8 @@ def test_cpu_tensors_without_interpreter_get_a_clear_error(monkeypatch):
         selective_scan(**dict(kwargs, B=kwargs["B"].bfloat16()))
 
 
-def test_kernels_selective_scan_is_callable_after_module_import():
-    """The module kernels/selective_scan.py shares the function's name; calling it calls the function."""
-    import kernels.selective_scan  # noqa: F401  (binds the package attribute to the module)
-
+def test_kernels_selective_scan_is_the_op():
+    """`kernels.selective_scan` is the function (no module shares its name)."""
     kwargs = make_inputs("variable", options=NONE, length=5)
     torch.testing.assert_close(kernels.selective_scan(**kwargs), selective_scan_ref(**kwargs), **TOL)
     assert kernels.selective_state_update_ref is selective_state_update_ref

@@ -4,8 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minimodels.seq2seq import AdditiveAttention, Seq2Seq, Seq2SeqConfig, teacher_forcing_loss
-from minimodels.toy_tasks import (
+from minimodels.models.seq2seq import AdditiveAttention, Seq2Seq, Seq2SeqConfig, teacher_forcing_loss
+from minimodels.training.loop import TrainConfig, train
+from minimodels.training.toy_tasks import (
     BOS,
     EOS,
     PAD,
@@ -14,7 +15,6 @@ from minimodels.toy_tasks import (
     exact_match,
     make_get_batch,
 )
-from minimodels.train import TrainConfig, train
 
 
 def small_model(attention: bool, vocab_size: int = 9, seed: int = 0) -> Seq2Seq:

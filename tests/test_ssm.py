@@ -1,4 +1,4 @@
-"""minimodels.ssm: discretizations against the matrix exponential, the convolutional view against the
+"""minimodels.layers.ssm: discretizations against the matrix exponential, the convolutional view against the
 recurrent view, the parallel scan against the sequential loop, and the S4D layer."""
 
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from minimodels.ssm import (
+from minimodels.layers.ssm import (
     S4D,
     S4DConfig,
     causal_conv,

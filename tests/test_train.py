@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from minimodels import GPT, GPTConfig, TrainConfig, train
-from minimodels.train import lr_at, make_optimizer
+from minimodels.training.loop import lr_at, make_optimizer
 
 
 def test_schedule_warmup_then_cosine():

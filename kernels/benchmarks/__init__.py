@@ -1,1 +1,0 @@
-"""GPU benchmarks of the kernels (`python -m kernels.bench`); results land in results/ as CSV."""

@@ -1,0 +1,1 @@
+"""One op: ref.py (plain PyTorch) and triton.py (the kernels)."""
