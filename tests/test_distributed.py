@@ -70,8 +70,14 @@ def test_fsdp_equals_one_process(tmp_path):
     done = torchrun(tmp_path, "--strategy", "fsdp", "--steps", "3", "--batch", "8")
     assert done.returncode == 0, done.stderr[-3000:]
     expected, _ = single_process(steps=3, batch=8)
-    assert_same_weights(torch.load(tmp_path / "weights.pt")["state"], expected)
+    result = torch.load(tmp_path / "weights.pt")
+    assert_same_weights(result["state"], expected)
     assert load_checkpoint(tmp_path / "ckpt").config == tiny_llama().config
+    # rank 0 holds about half of every kind of state (ZeRO-3); the full model's figures by hand:
+    full = sum(v.numel() * 4 for v in expected.values())
+    for kind in ("parameters", "gradients"):
+        assert 0.45 * full <= result["state_bytes"][kind] <= 0.55 * full, (kind, result["state_bytes"], full)
+    assert 0.9 * full <= result["state_bytes"]["optimizer"] <= 1.2 * full  # AdamW: two moments per shard
 
 
 def test_accumulation_under_ddp_equals_one_big_batch(tmp_path):

@@ -63,7 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--block-size", type=int, default=64)
     parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
-    parser.add_argument("--strategy", choices=STRATEGIES, default="ddp", help="used under torchrun")
+    parser.add_argument("--strategy", choices=(*STRATEGIES, "local"), default="ddp",
+                        help="used under torchrun; 'local': no gradient exchange at all (each rank trains alone on "
+                             "its shard), only to measure what communication costs")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--eval-interval", type=int, default=100)
     parser.add_argument("--max-chars", type=int, default=None, help="use only this much of the corpus")
@@ -83,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         data = CharDataset.from_corpus(args.max_chars)
         model = build_model(args.model, args.preset, data.tokenizer.vocab_size, args.block_size).to(ctx.device)
         n_params = sum(p.numel() for p in model.parameters())
-        model = wrap_model(model, ctx, args.strategy)
+        if args.strategy != "local":
+            model = wrap_model(model, ctx, args.strategy)
         get_batch = shard_batch(data.batch_fn(args.batch_size, args.block_size, ctx.device, seed=args.seed), ctx)
         config = TrainConfig(max_iters=args.max_iters, lr=args.lr, eval_interval=args.eval_interval,
                              grad_accum_steps=args.grad_accum, precision=args.precision,
@@ -105,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             if ctx.is_main:
                 data.tokenizer.save(args.out / "tokenizer.json")
                 log = {"history": asdict(history), "seconds": seconds, "tokens": tokens,
-                       "world_size": ctx.world_size, "tokens_per_s": tokens / seconds}
+                       "world_size": ctx.world_size, "tokens_per_s": tokens / seconds,
+                       "strategy": args.strategy if ctx.is_distributed else "single", "n_params": n_params}
                 (args.out / "history.json").write_text(json.dumps(log))
     finally:
         shutdown()

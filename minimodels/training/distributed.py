@@ -235,4 +235,4 @@ def communication_bytes_per_step(n_params: int, world_size: int, bytes_per_value
     """Bytes each rank sends in one ring all-reduce of the gradients: 2 (N - 1) / N times the gradient size."""
     if world_size < 1 or n_params < 0:
         raise ValueError(f"need world_size >= 1 and n_params >= 0, got {world_size}, {n_params}")
-    return int(2 * (world_size - 1) / world_size * n_params * bytes_per_value)
+    return 2 * (world_size - 1) * n_params * bytes_per_value // world_size

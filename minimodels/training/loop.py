@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -73,6 +74,30 @@ class History:
     grad_norm: list[float] = field(default_factory=list)
     val_iters: list[int] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)  # wall time of each optimizer step
+    # bytes this process holds at the end: parameters, gradients, optimizer state (its shards under FSDP)
+    state_bytes: dict[str, int] = field(default_factory=dict)
+
+
+def _local_bytes(tensors) -> int:
+    """Bytes of the tensors as stored on this process (the local shard of a DTensor)."""
+    total = 0
+    for t in tensors:
+        if t is None or not isinstance(t, torch.Tensor):
+            continue
+        local = t.to_local() if hasattr(t, "to_local") else t
+        total += local.numel() * local.element_size()
+    return total
+
+
+def state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, int]:
+    """Parameter, gradient and optimizer-state bytes held by this process."""
+    params = [p for p in model.parameters()]
+    return {
+        "parameters": _local_bytes(params),
+        "gradients": _local_bytes(p.grad for p in params),
+        "optimizer": _local_bytes(v for state in optimizer.state.values() for v in state.values()),
+    }
 
 
 def lr_at(it: int, config: TrainConfig) -> float:
@@ -166,6 +191,7 @@ def train(
     steps = config.grad_accum_steps
     bar = progress_bar(range(config.max_iters), enabled=config.progress and ctx.is_main, desc="train", leave=False)
     for it in bar:
+        started = time.perf_counter()
         lr = lr_at(it, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -186,6 +212,7 @@ def train(
             scaler.update()
         else:
             optimizer.step()
+        history.step_seconds.append(time.perf_counter() - started)
         history.train_loss.append(all_reduce_mean(step_loss, ctx))
         history.lr.append(lr)
         history.grad_norm.append(float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))
@@ -196,4 +223,5 @@ def train(
             history.val_iters.append(it + 1)
             history.val_loss.append(val)
             bar.set_postfix(train=f"{history.train_loss[-1]:.3f}", val=f"{val:.3f}")
+    history.state_bytes = state_bytes(model, optimizer)
     return history

@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         state = full_state_dict(model)
         if ctx.is_main:
             args.out.mkdir(parents=True, exist_ok=True)
-            torch.save({"state": state, "train_loss": history.train_loss, "val_loss": history.val_loss},
+            torch.save({"state": state, "train_loss": history.train_loss, "val_loss": history.val_loss,
+                        "state_bytes": history.state_bytes},
                        args.out / "weights.pt")
         save_distributed_checkpoint(model, args.out / "ckpt", ctx)
     finally:
