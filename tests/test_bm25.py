@@ -125,11 +125,12 @@ def lucene_reference(corpus, query, k1, b):
     """Lucene's BM25 (since Lucene 8): idf = ln(1 + (N - n + 0.5)/(n + 0.5)), tf part tf / (tf + k1 * norm)."""
     n_docs = len(corpus)
     avgdl = sum(map(len, corpus)) / n_docs
+    doc_freq = {term: sum(term in d for d in corpus) for term in query}
     scores = []
     for doc in corpus:
         score = 0.0
         for term in query:
-            n = sum(term in d for d in corpus)
+            n = doc_freq[term]
             tf = doc.count(term)
             if n == 0 or tf == 0:
                 continue

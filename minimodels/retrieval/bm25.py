@@ -91,9 +91,10 @@ class BM25:
         except TypeError as err:  # an unhashable token
             raise TypeError(f"corpus_tokens must hold str tokens: {err}") from None
         vocabulary.default_factory = None
-        not_str = next((t for t in vocabulary if not isinstance(t, str)), None)
-        if not_str is not None:
-            raise TypeError(f"corpus_tokens must hold str tokens, got {not_str!r} ({type(not_str).__name__})")
+        if set(map(type, vocabulary)) != {str}:  # C-level pass; look closer only if some token is not a plain str
+            not_str = next((t for t in vocabulary if not isinstance(t, str)), None)
+            if not_str is not None:
+                raise TypeError(f"corpus_tokens must hold str tokens, got {not_str!r} ({type(not_str).__name__})")
         self.vocabulary: dict[str, int] = dict(vocabulary)
 
         # (V, N) counts: one entry per token occurrence, duplicates summed by the COO -> CSR conversion.
