@@ -10,8 +10,9 @@ For a query q and a document d of length |d| (average length avgdl over the corp
 where tf(t, d) counts t in d and a token repeated in the query counts once per occurrence (Robertson & Zaragoza,
 2009, "The Probabilistic Relevance Framework: BM25 and Beyond", Foundations and Trends in IR 3(4)).
 Everything right of idf depends only on (t, d), so it is computed once at indexing for every non-zero tf and
-stored in a (vocabulary, documents) CSR matrix: row t is the posting list of t. Scoring a query then reads only
-the rows of its terms, `scores = counts @ W[terms]`, instead of looping over every document.
+stored in a (vocabulary, documents) CSR matrix W: row t is the posting list of t. Scoring a query then reads
+only the rows of its terms and adds them into one accumulator (term-at-a-time scoring: scores = counts @ W[terms])
+instead of looping over every document.
 
 Two idf variants (Kamphuis et al., 2020, "Which BM25 do you mean? A large-scale reproducibility study of
 scoring variants", ECIR 2020):
@@ -142,9 +143,12 @@ class BM25:
     def get_scores(self, query_tokens: Sequence[str]) -> np.ndarray:
         """BM25 score of every document for one tokenized query, shape (N,) float64."""
         rows, counts = self._query_counts(query_tokens)
-        if len(rows) == 0:
-            return np.zeros(len(self))
-        return self._weights[rows].T @ counts  # (N, q) @ (q,) -> (N,)
+        weights = self._weights
+        scores = np.zeros(len(self))  # (N,)
+        for row, count in zip(rows, counts, strict=True):  # term at a time: add each term's posting list
+            start, end = weights.indptr[row], weights.indptr[row + 1]
+            scores[weights.indices[start:end]] += count * weights.data[start:end]  # a row's doc ids are unique
+        return scores
 
     def score_queries(self, queries: Sequence[Sequence[str]]) -> np.ndarray:
         """Scores of many tokenized queries at once, shape (Q, N): one sparse (Q, V) @ (V, N) product."""
