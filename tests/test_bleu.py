@@ -32,6 +32,7 @@ CASES = [
     ("one two", ["one two three"]),
     ("a b c d e f", ["a b x d e y"]),  # some orders with no match (exp smoothing)
     ("trailing spaces   ", ["trailing spaces"]),
+    ("a line that ends in a hy-\n", ["a line that ends in a hy -"]),  # stripped before "-\n" is joined
     ("", [""]),  # empty against empty
 ]
 
