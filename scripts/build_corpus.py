@@ -130,8 +130,11 @@ def stdlib_root() -> Path:
 def build_english() -> tuple[list[dict], list[dict]]:
     """The documents and the list of what they came from (with versions and licences)."""
     seen: set[str] = set()
-    docs = help_topic_documents()
-    seen.update(d["text"] for d in docs)
+    docs = []
+    for doc in help_topic_documents():  # two topics ('else' and 'if') share one text: keep it once
+        if doc["text"] not in seen:
+            seen.add(doc["text"])
+            docs.append(doc)
     version = platform.python_version()
     origins = [{"source": "CPython help topics (pydoc_data.topics)", "version": version, "licence": "PSF-2.0"}]
     docs += docstring_documents(stdlib_root(), "stdlib", seen)

@@ -27,19 +27,28 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from minimodels import (BatchSampler, Llama, LlamaConfig, TrainConfig, generate, pick_device, save_checkpoint,
-                        seed_everything, train)
+from minimodels import (
+    BatchSampler,
+    Llama,
+    LlamaConfig,
+    TrainConfig,
+    generate,
+    pick_device,
+    save_checkpoint,
+    seed_everything,
+    train,
+)
 from minimodels.text.bpe import BPETokenizer
 from minimodels.text.corpus import load_documents, manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 EOT = "<|endoftext|>"
 PRESETS = {
-    # Sized to what two shared CPU cores train in about 40 minutes (2.6 s per 8 x 256 batch measured for
-    # this model, 17 s per 16 x 256 batch for a 5.5M-parameter dim-256 one): a small model that sees ~1.8M
+    # Sized to what two shared CPU cores train in about 40 minutes (2.6-5.5 s per 8 x 256 batch measured for
+    # this model, 17 s per 16 x 256 batch for a 5.5M-parameter dim-256 one): a small model that sees ~1M
     # tokens learns more English than a bigger one that sees a few hundred thousand.
     "small": {"model": dict(dim=128, n_layers=6, n_heads=4, n_kv_heads=2, max_seq_len=256),
-              "batch_size": 8, "max_iters": 900, "warmup_iters": 50, "eval_interval": 150, "eval_iters": 10,
+              "batch_size": 8, "max_iters": 500, "warmup_iters": 40, "eval_interval": 100, "eval_iters": 10,
               "lr": 3e-3},
     "full": {"model": dict(dim=512, n_layers=8, n_heads=8, n_kv_heads=4, max_seq_len=512),
              "batch_size": 64, "max_iters": 6000, "warmup_iters": 200, "eval_interval": 500, "eval_iters": 20,

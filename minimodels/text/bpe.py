@@ -22,6 +22,7 @@ import heapq
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import regex
@@ -173,7 +174,7 @@ class BPETokenizer:
         pair_counts: dict[tuple[int, int], int] = {}
         where: dict[tuple[int, int], set[int]] = {}
         for w, (ids, count) in enumerate(zip(words, counts, strict=True)):
-            for pair in zip(ids, ids[1:]):
+            for pair in pairwise(ids):
                 pair_counts[pair] = pair_counts.get(pair, 0) + count
                 where.setdefault(pair, set()).add(w)
         heap = [(-c, _Greatest((vocab[p[0]], vocab[p[1]])), p) for p, c in pair_counts.items()]
@@ -199,9 +200,9 @@ class BPETokenizer:
                     continue  # index entry left over from an earlier merge of this word
                 words[w] = new
                 count = counts[w]
-                for p in zip(old, old[1:]):
+                for p in pairwise(old):
                     changed[p] = changed.get(p, 0) - count
-                for p in zip(new, new[1:]):
+                for p in pairwise(new):
                     changed[p] = changed.get(p, 0) + count
                     if p != pair:
                         where.setdefault(p, set()).add(w)
@@ -230,7 +231,7 @@ class BPETokenizer:
         ids = list(piece.encode("utf-8"))
         ranks = self._ranks
         while len(ids) > 1:
-            best = min(zip(ids, ids[1:]), key=lambda p: ranks.get(p, (float("inf"), 0))[0])
+            best = min(pairwise(ids), key=lambda p: ranks.get(p, (float("inf"), 0))[0])
             found = ranks.get(best)
             if found is None:
                 break
@@ -362,4 +363,5 @@ class BPETokenizer:
         return cls(vocab, merges, specials)
 
     def __repr__(self) -> str:
-        return f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, special_tokens={self.special_tokens})"
+        return (f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, "
+                f"special_tokens={self.special_tokens})")
