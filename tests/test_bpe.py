@@ -211,3 +211,7 @@ def test_bad_input(tokenizer):
         tokenizer.decode([-1])
     with pytest.raises(TypeError, match="text must be a str"):
         tokenizer.encode(b"bytes")
+    with pytest.raises(ValueError, match=r"vocab\[65\] must be the single byte b'A'"):
+        BPETokenizer({i: bytes([i]) for i in range(256) if i != 65}, [])
+    with pytest.raises(ValueError, match="merge 0 .* uses a token that is not in vocab"):
+        BPETokenizer({i: bytes([i]) for i in range(256)}, [(b"a", b"b")])
