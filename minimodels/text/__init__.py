@@ -1,4 +1,4 @@
-"""Text: the course corpora (all shipped with Python and the pinned packages) and the tokenizers (characters, byte-level BPE)."""
+"""Text: the course corpora (shipped with Python and the pinned packages), character and byte-level BPE tokenizers."""
 
 from minimodels.text.bpe import BPETokenizer, pretokenize
 from minimodels.text.char import CharTokenizer
