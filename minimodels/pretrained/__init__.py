@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from minimodels.checkpoint import load_checkpoint
+from minimodels.training.checkpoint import load_checkpoint
 from minimodels.text.bpe import BPETokenizer
 
 AVAILABLE = ("course-llama",)
