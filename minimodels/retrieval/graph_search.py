@@ -97,18 +97,26 @@ def _expand(queries, query_rows, nodes, vectors, metric, links, rows, visited, s
     scratch, an int32 array as large, is given when two nodes of one query can share a neighbour.
     """
     nb = neighbours_of(links, rows, nodes)  # (E, deg)
-    flat = (query_rows * stride)[:, None] + nb  # a -1 pad lands on the previous row's last cell, always True
-    e_idx, col = np.nonzero(~visited[flat])
-    cells = flat[e_idx, col]
+    deg = nb.shape[1]
+    flat = ((query_rows * stride)[:, None] + nb).ravel()  # a -1 pad lands on the previous row's last cell (True)
+    where = np.flatnonzero(~visited[flat])  # positions in the (E, deg) grid
+    cells = flat[where]
     if scratch is not None:  # keep one of each repeated cell: the last write to scratch wins
         order = np.arange(len(cells), dtype=np.int32)
         scratch[cells] = order
         once = scratch[cells] == order
-        cells, e_idx, col = cells[once], e_idx[once], col[once]
+        cells, where = cells[once], where[once]
     visited[cells] = True
-    ids = nb[e_idx, col].astype(np.int64)
-    keys = pack(rowwise(vectors[ids], queries[query_rows[e_idx]], metric), ids)
-    return e_idx, col, keys, nb.shape[1]
+    ids = nb.ravel()[where].astype(np.int64)
+    e_idx = where // deg
+    x = np.take(vectors, ids, axis=0)  # (K, D) fresh copies, so l2 can subtract in place
+    q = np.take(queries, query_rows[e_idx], axis=0)  # (K, D)
+    if metric == "l2":
+        d = np.einsum("kd,kd->k", np.subtract(x, q, out=x), x)  # the same arithmetic as distances.rowwise
+    else:
+        d = rowwise(x, q, metric)
+    keys = pack(d, ids)
+    return e_idx, where - e_idx * deg, keys, deg
 
 
 def _new_visited(n_queries: int, n_nodes: int, entry: np.ndarray) -> tuple[np.ndarray, int]:
