@@ -45,6 +45,7 @@ from minimodels.retrieval.neighbor_selection import select_neighbors
 DEFAULT_EF = 50  # ef used by `search` when none is given (raised to k when k is larger)
 _VISITED_BUDGET = 1 << 26  # cells of the (queries, nodes) visited matrix of one batch: 64 MB
 _FORMAT = "minimodels.hnsw/1"
+_MIN_BATCH, _MAX_BATCH = 64, 1024  # items inserted together
 _BUILD_EXPAND = 4  # nodes each inserted item expands per lock step of the construction search
 
 
@@ -198,9 +199,12 @@ class HNSW:
         self._node_of.update(zip(labels.tolist(), nodes.tolist(), strict=True))
         self._next_id = max(self._next_id, int(labels.max()) + 1)
         self._n += n
-        batch = int(np.clip(_VISITED_BUDGET // max(self._n, 1), 64, 1024))
-        for start in range(0, n, batch):
+        start = 0
+        while start < n:  # a batch is never larger than the graph it searches (doubling from 64 items)
+            linked = int(nodes[start])
+            batch = int(np.clip(min(linked, _VISITED_BUDGET // self._n), _MIN_BATCH, _MAX_BATCH))
             self._insert_batch(nodes[start:start + batch])
+            start += batch
         return labels
 
     def _check_new_ids(self, ids, n: int) -> np.ndarray:
