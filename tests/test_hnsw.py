@@ -396,6 +396,11 @@ def test_bad_input_raises_clear_errors(small, tmp_path):
         index.search(x[:2], 3, filter="red")
     with pytest.raises(ValueError, match="zero vector"):
         HNSW(16, metric="cosine").add(np.zeros((1, 16)))
+    with pytest.raises(ValueError, match="entry must be a node on layer 0"):
+        index.search_layer(x[:1], entry=500, ef=5)
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="not an HNSW index file"):
+        HNSW.load(tmp_path / "other.npz")
     index.add(x[100:101], metadata=[{"f": object()}])
     with pytest.raises(TypeError, match="metadata must be JSON-serializable"):
         index.save(tmp_path / "x.hnsw")

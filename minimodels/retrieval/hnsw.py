@@ -161,7 +161,11 @@ class HNSW:
     def search_layer(self, queries, entry: int, ef: int, layer: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Algorithm 2 on one layer from node `entry`: (nodes (Q, ef), distances (Q, ef)), -1 / inf padded."""
         q = prepare(as_vectors(queries, self.config.dim, "queries"), self.config.metric, "queries")
-        entry = np.full(len(q), _check_int("entry", entry, 0), dtype=np.int64)
+        entry, layer = _check_int("entry", entry, 0), _check_int("layer", layer, 0)
+        if entry >= self._n or self._levels[entry] < layer:
+            raise ValueError(f"entry must be a node on layer {layer} (nodes: {self._n}, top layer "
+                             f"{self._max_level}), got node {entry}")
+        entry = np.full(len(q), entry, dtype=np.int64)
         keys = beam_search(q, entry, rowwise(self._vectors[entry], q, self.config.metric), self._vectors,
                            self.config.metric, self._links[layer], self._rows[layer], _check_int("ef", ef, 1),
                            self._n)
@@ -397,8 +401,9 @@ class HNSW:
         candidates = np.flatnonzero(allowed) if allowed is not None else np.flatnonzero(~self._deleted[:self._n])
         ids, _ = exact_knn(self._vectors[candidates], q, k, self.config.metric)
         nodes = candidates[ids]  # (Q, k)
-        d = rowwise(self._vectors[nodes.reshape(-1)], np.repeat(q, k, axis=0), self.config.metric)
-        return nodes, d.reshape(len(q), k)
+        d = rowwise(self._vectors[nodes.reshape(-1)], np.repeat(q, k, axis=0), self.config.metric).reshape(len(q), k)
+        order = np.argsort(d, axis=1, kind="stable")  # the float32 distances reported, in order
+        return np.take_along_axis(nodes, order, axis=1), np.take_along_axis(d, order, axis=1)
 
     # --------------------------------------------------------------------------------------- delete
     def delete(self, ids) -> None:
@@ -443,6 +448,8 @@ class HNSW:
     def load(cls, path: str | Path) -> HNSW:
         """Read an index written by `save`."""
         with np.load(path, allow_pickle=False) as f:
+            if "header" not in f.files:
+                raise ValueError(f"{path} is not an HNSW index file (no header)")
             header = json.loads(str(f["header"]))
             if header.get("format") != _FORMAT:
                 raise ValueError(f"{path} is not an HNSW index file (format {header.get('format')!r})")
