@@ -376,6 +376,8 @@ def test_bad_input_raises_clear_errors(small, tmp_path):
         index.add(x[:3], ids=[4, 5, 4])
     with pytest.raises(ValueError, match=r"ids must hold one id per vector \(3\)"):
         index.add(x[:3], ids=[1, 2])
+    with pytest.raises(ValueError, match=r"ids must be in \[0, 2\*\*63\), got -3"):
+        index.add(x[:1], ids=[-3])
     with pytest.raises(TypeError, match="ids must be integers"):
         index.add(x[:2], ids=[0.5, 1.5])
     with pytest.raises(ValueError, match="metadata must be None or a sequence of 2"):

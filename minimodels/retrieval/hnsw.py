@@ -221,8 +221,8 @@ class HNSW:
             raise TypeError(f"ids must be integers, got dtype {arr.dtype}")
         if arr.shape != (n,):
             raise ValueError(f"ids must hold one id per vector ({n}), got shape {arr.shape}")
-        if (arr < 0).any():
-            raise ValueError(f"ids must be non-negative, got {int(arr[arr < 0][0])}")
+        if (arr < 0).any() or (arr.dtype == np.uint64 and (arr > np.iinfo(np.int64).max).any()):
+            raise ValueError(f"ids must be in [0, 2**63), got {arr[(arr < 0) | (arr > np.iinfo(np.int64).max)][0]}")
         uniq, counts = np.unique(arr, return_counts=True)
         if (counts > 1).any():
             raise ValueError(f"ids must be unique within one add call, got {int(uniq[counts > 1][0])} "
