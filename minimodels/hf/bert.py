@@ -88,7 +88,8 @@ def _build(hf_config: dict, hf_state: dict[str, torch.Tensor], pooler: bool) -> 
 
 def bert_from_hf(hf_model: torch.nn.Module) -> Bert:
     """The course Bert with the weights of a transformers BertModel (its pooler too, when it has one)."""
-    return _build(hf_model.config.to_dict(), hf_model.state_dict(), pooler=getattr(hf_model, "pooler", None) is not None)
+    has_pooler = getattr(hf_model, "pooler", None) is not None
+    return _build(hf_model.config.to_dict(), hf_model.state_dict(), pooler=has_pooler)
 
 
 def load_bert_checkpoint(folder: str | Path, pooler: bool = False) -> Bert:

@@ -43,7 +43,8 @@ def mnrl_loss(
     _check_embeddings("anchors", anchors, (2,))
     _check_embeddings("positives", positives, (2,))
     if positives.shape != anchors.shape:
-        raise ValueError(f"positives must have the shape of anchors {tuple(anchors.shape)}, got {tuple(positives.shape)}")
+        raise ValueError(f"positives must have the shape of anchors {tuple(anchors.shape)}, "
+                         f"got {tuple(positives.shape)}")
     if not scale > 0:
         raise ValueError(f"scale must be > 0, got {scale}")
     candidates = [positives]  # each (B, D)
@@ -65,7 +66,8 @@ def mnrl_loss(
     return loss
 
 
-def batches_without_duplicates(pairs: Sequence[tuple[str, str]], batch_size: int, rng: random.Random) -> list[list[int]]:
+def batches_without_duplicates(pairs: Sequence[tuple[str, str]], batch_size: int,
+                               rng: random.Random) -> list[list[int]]:
     """Shuffled batches of pair indices where no text appears twice in a batch.
 
     A duplicate would be its own in-batch negative: the loss would push a text away from itself.

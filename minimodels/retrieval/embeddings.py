@@ -63,7 +63,8 @@ def _check_sentence_transformers_folder(folder: Path) -> int:
     pooling_path = folder / "1_Pooling" / "config.json"
     if pooling_path.is_file():
         pooling = json.loads(pooling_path.read_text())
-        other = [k for k, v in pooling.items() if k.startswith("pooling_mode_") and v and k != "pooling_mode_mean_tokens"]
+        other = [k for k, v in pooling.items()
+                 if k.startswith("pooling_mode_") and v and k != "pooling_mode_mean_tokens"]
         if other or not pooling.get("pooling_mode_mean_tokens", False):
             raise ValueError(f"{pooling_path} asks for pooling {other or 'without mean tokens'}; "
                              "SentenceEncoder does mean pooling only")
