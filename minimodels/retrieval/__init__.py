@@ -16,7 +16,7 @@ from minimodels.retrieval.pipeline import RAGPipeline, RAGResult, grid_search
 from minimodels.retrieval.tokenizer import ENGLISH_STOP_WORDS, simple_tokenize
 
 __all__ = [
-    "BM25", "ENGLISH_STOP_WORDS", "HNSW", "HNSWConfig", "NSW", "RAGPipeline", "RAGResult", "SentenceEncoder", "evaluate",
-    "exact_knn", "fine_tune_mnrl", "grid_search", "long_context_reorder", "mnrl_loss", "reciprocal_rank_fusion",
-    "simple_tokenize",
+    "BM25", "ENGLISH_STOP_WORDS", "HNSW", "HNSWConfig", "NSW", "RAGPipeline", "RAGResult", "SentenceEncoder",
+    "evaluate", "exact_knn", "fine_tune_mnrl", "grid_search", "long_context_reorder", "mnrl_loss",
+    "reciprocal_rank_fusion", "simple_tokenize",
 ]
