@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import minimodels.serving.block_manager as bm_module
-from minimodels.serving import BlockManager, SamplingParams, Scheduler, paged_attention, paged_batch
+from minimodels.serving import BlockManager, SamplingParams, Scheduler, paged_batch
+from minimodels.serving.paged_attention import paged_attention
 from minimodels.serving.request import Request, RequestStatus
 
 

@@ -15,7 +15,7 @@ import torch
 
 from minimodels.layers.rope import apply_rope
 from minimodels.models.llama import Llama
-from minimodels.serving.paged_attention import PagedBatch, paged_attention, paged_batch
+from minimodels.serving.paged_attention import GatherBuffer, PagedBatch, paged_attention, paged_batch
 from minimodels.serving.scheduler import ScheduledChunk
 
 
@@ -35,6 +35,8 @@ class ModelRunner:
         # (layer, k/v, block, slot in block, kv head, head dim): block b holds tokens b*bs .. b*bs + bs - 1
         self.kv = torch.zeros(c.n_layers, 2, num_blocks, block_size, c.n_kv_heads, c.head_dim,
                               dtype=param.dtype, device=param.device)
+        self.buffer = GatherBuffer()
+        self.decode_group_size = 16
 
     @property
     def kv_bytes_per_block(self) -> int:
@@ -47,10 +49,12 @@ class ModelRunner:
             self.kv[:, :, dst] = self.kv[:, :, src]
 
     def _layout(self, chunks: list[ScheduledChunk]):
-        """Flat ids, positions, slots; the paged batches (one for all 1-token chunks, one per longer chunk)."""
-        singles = [c for c in chunks if c.num_tokens == 1]
-        order = singles + [c for c in chunks if c.num_tokens > 1]
-        groups = ([singles] if singles else []) + [[c] for c in order[len(singles):]]
+        """Flat ids, positions, slots, and the paged batches: 1-token chunks sorted by length in groups of at
+        most decode_group_size (padding each to its longest costs little), each longer chunk alone."""
+        singles = sorted((c for c in chunks if c.num_tokens == 1), key=lambda c: c.request.num_computed_tokens)
+        g = self.decode_group_size
+        groups = [singles[i:i + g] for i in range(0, len(singles), g)] + [[c] for c in chunks if c.num_tokens > 1]
+        order = [c for group in groups for c in group]
         bs = self.block_size
         ids, positions, slots, last = [], [], [], {}
         for c in order:
@@ -92,7 +96,8 @@ class ModelRunner:
             k_cache, v_cache = self.kv[i, 0], self.kv[i, 1]  # (num_blocks, block_size, Hkv, D)
             k_cache.view(-1, Hkv, D)[slots] = k  # the new keys into their slots, before attending
             v_cache.view(-1, Hkv, D)[slots] = v
-            y = torch.cat([paged_attention(q[a:b], k_cache, v_cache, batch) for a, b, batch in batches])  # (N, H, D)
+            y = torch.cat([paged_attention(q[a:b], k_cache, v_cache, batch, self.buffer)
+                           for a, b, batch in batches])  # (N, H, D)
             x = x + attn.o_proj(y.reshape(N, H * D))
             x = x + layer.mlp(layer.mlp_norm(x)[None])[0]  # (N, dim); [None]: a mixture of experts wants (B, T, C)
         return m.lm_head(m.norm(x[logit_rows]))  # (S, vocab)

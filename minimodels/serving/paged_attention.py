@@ -14,7 +14,7 @@ reads key/value head h // (n_heads / n_kv_heads).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,17 @@ class PagedBatch:
     cols: torch.Tensor  # (N,) long: index of each flat query among its sequence's queries
     mask: torch.Tensor  # (B, 1, max_q, max_blocks * block_size) bool: True where a query sees a key
     max_q: int
+    _bias: dict = field(default_factory=dict, repr=False)  # (n_group, dtype) -> additive mask, see `bias`
+
+    def bias(self, n_group: int, dtype: torch.dtype) -> torch.Tensor:
+        """The mask as 0 / -inf, repeated for the n_group query heads of a kv head: (B, 1, n_group * max_q, keys)."""
+        key = (n_group, dtype)
+        if key not in self._bias:
+            B, _, max_q, max_k = self.mask.shape
+            bias = torch.zeros(self.mask.shape, dtype=dtype, device=self.mask.device).masked_fill(~self.mask,
+                                                                                                  float("-inf"))
+            self._bias[key] = bias.expand(B, n_group, max_q, max_k).reshape(B, 1, n_group * max_q, max_k)
+        return self._bias[key]
 
 
 def paged_batch(
@@ -61,12 +72,30 @@ def paged_batch(
     return PagedBatch(tables, rows, cols, mask[:, None], max_q)
 
 
+class GatherBuffer:
+    """Memory reused for the gathered blocks of every layer and step (on a CPU, allocating it anew costs
+    more than the copy)."""
+
+    def __init__(self):
+        self.k = self.v = None
+
+    def get(self, n_blocks: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (n_blocks, *like.shape[1:])
+        if self.k is None or self.k.size(0) < n_blocks or self.k.dtype != like.dtype or self.k.device != like.device:
+            self.k = torch.empty((max(n_blocks, 2 * (0 if self.k is None else self.k.size(0))), *shape[1:]),
+                                 dtype=like.dtype, device=like.device)
+            self.v = torch.empty_like(self.k)
+        return self.k[:n_blocks], self.v[:n_blocks]
+
+
 def paged_attention(
-    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, batch: PagedBatch
+    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, batch: PagedBatch,
+    buffer: GatherBuffer | None = None,
 ) -> torch.Tensor:
     """Flat queries q (N, n_heads, head_dim) of batch's sequences over the pool -> (N, n_heads, head_dim).
 
     k_cache, v_cache: (num_blocks, block_size, n_kv_heads, head_dim), already holding these tokens' keys.
+    buffer: memory to gather into (reused across calls); None allocates.
     """
     N, H, D = q.shape
     if k_cache.shape != v_cache.shape or k_cache.dim() != 4 or k_cache.size(3) != D or H % k_cache.size(2):
@@ -74,15 +103,18 @@ def paged_attention(
                          f"with n_kv_heads dividing n_heads={H}, got {tuple(k_cache.shape)}, {tuple(v_cache.shape)}")
     if batch.rows.numel() != N:
         raise ValueError(f"q has {N} queries but the batch addresses {batch.rows.numel()}")
-    B, n_kv = batch.block_tables.size(0), k_cache.size(2)
-    k = k_cache[batch.block_tables].flatten(1, 2).transpose(1, 2)  # (B, Hkv, max_k, D) gathered blocks
-    v = v_cache[batch.block_tables].flatten(1, 2).transpose(1, 2)  # (B, Hkv, max_k, D)
-    q_pad = q.new_zeros(B, batch.max_q, H, D)
+    (B, n_blocks), n_kv = batch.block_tables.shape, k_cache.size(2)
+    G, max_q, bs = H // n_kv, batch.max_q, k_cache.size(1)
+    ids = batch.block_tables.reshape(-1)  # (B * max_blocks,)
+    k_out, v_out = (buffer or GatherBuffer()).get(ids.numel(), k_cache)
+    torch.index_select(k_cache, 0, ids, out=k_out)  # (B * max_blocks, block_size, Hkv, D)
+    torch.index_select(v_cache, 0, ids, out=v_out)
+    k = k_out.view(B, n_blocks * bs, n_kv, D).transpose(1, 2)  # (B, Hkv, max_k, D)
+    v = v_out.view(B, n_blocks * bs, n_kv, D).transpose(1, 2)
+    q_pad = q.new_zeros(B, max_q, H, D)
     q_pad[batch.rows, batch.cols] = q  # (B, max_q, H, D)
-    grouped = n_kv != H
-    if grouped and q.is_cuda:  # CUDA's masked SDPA has no native GQA: repeat the kv heads
-        k, v = k.repeat_interleave(H // n_kv, dim=1), v.repeat_interleave(H // n_kv, dim=1)
-        grouped = False
-    y = F.scaled_dot_product_attention(q_pad.transpose(1, 2), k, v, attn_mask=batch.mask,
-                                       enable_gqa=grouped)  # (B, H, max_q, D)
-    return y.transpose(1, 2)[batch.rows, batch.cols]  # (N, H, D)
+    # grouped-query attention as plain attention: the G query heads of kv head j are G more queries of it
+    q_grouped = q_pad.view(B, max_q, n_kv, G, D).permute(0, 2, 3, 1, 4).reshape(B, n_kv, G * max_q, D)
+    y = F.scaled_dot_product_attention(q_grouped, k, v, attn_mask=batch.bias(G, q.dtype))  # (B, Hkv, G*max_q, D)
+    y = y.view(B, n_kv, G, max_q, D).permute(0, 3, 1, 2, 4).reshape(B, max_q, H, D)  # head h = j * G + g
+    return y[batch.rows, batch.cols]  # (N, H, D)
