@@ -49,7 +49,19 @@ class BadRequest(Exception):
         self.status, self.message, self.param, self.code = status, message, param, code
 
 
-def sampling_params(body, max_tokens: int | None, stop_extra: tuple[str, ...] = ()) -> SamplingParams:
+END_OF_TEXT = ("<|endoftext|>", "</s>", "<eos>")
+
+
+def end_of_text_ids(tokenizer) -> tuple[int, ...]:
+    """Ids of the tokenizer's end-of-text special tokens (`special_ids`, or `eos_token_id`): they end an answer."""
+    special = getattr(tokenizer, "special_ids", None) or {}
+    ids = [special[name] for name in END_OF_TEXT if name in special]
+    eos = getattr(tokenizer, "eos_token_id", None)
+    return tuple(ids + ([eos] if isinstance(eos, int) else []))
+
+
+def sampling_params(body, max_tokens: int | None, stop_extra: tuple[str, ...] = (),
+                    stop_token_ids: tuple[int, ...] = ()) -> SamplingParams:
     """SamplingParams from a request body; a 400 naming the parameter when one is invalid."""
     if (problem := body.unsupported()) is not None:
         raise BadRequest(400, problem[1], problem[0])
@@ -58,7 +70,8 @@ def sampling_params(body, max_tokens: int | None, stop_extra: tuple[str, ...] = 
         raise BadRequest(400, f"temperature={body.temperature}: must be between 0 and 2", "temperature")
     try:
         return SamplingParams(max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
-                              top_k=body.top_k, seed=body.seed, stop=stop + list(stop_extra))
+                              top_k=body.top_k, seed=body.seed, stop=stop + list(stop_extra),
+                              stop_token_ids=stop_token_ids)
     except ParameterError as err:
         raise BadRequest(400, str(err).removeprefix("SamplingParams."), err.param) from None
 
@@ -70,6 +83,7 @@ class OpenAIServer:
         if engine.tokenizer is None:
             raise ValueError("the server needs an engine with a tokenizer (text in, text out)")
         self.engine, self.model_name = engine, model_name
+        self.stop_token_ids = end_of_text_ids(engine.tokenizer)
         self.async_engine = AsyncEngine(engine)
         self.created = now()
         self.app = self._build_app()
@@ -162,7 +176,7 @@ class OpenAIServer:
 
     async def completions(self, body: CompletionRequest, request: Request):
         self._check_model(body.model)
-        params = sampling_params(body, body.max_tokens)
+        params = sampling_params(body, body.max_tokens, stop_token_ids=self.stop_token_ids)
         ids, queue = self._submit(body.prompts(), params, "prompt")
         head = {"id": new_id("cmpl"), "object": "text_completion", "created": now(), "model": self.model_name}
 
@@ -192,7 +206,7 @@ class OpenAIServer:
         max_tokens = body.max_completion_tokens or body.max_tokens
         if max_tokens is None:  # as OpenAI and vLLM: the rest of the context
             max_tokens = max(1, self.engine.max_model_len - len(self.engine.tokenizer.encode(prompt)))
-        params = sampling_params(body, max_tokens, CHAT_STOP)
+        params = sampling_params(body, max_tokens, CHAT_STOP, self.stop_token_ids)
         ids, queue = self._submit([prompt], params, "messages")
         head = {"id": new_id("chatcmpl"), "object": "chat.completion.chunk", "created": now(),
                 "model": self.model_name}
