@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 import torch
+from fastapi.testclient import TestClient
 
 from minimodels import CharTokenizer, Llama, LlamaConfig, generate_cached
 from minimodels.serving import LLMEngine
@@ -203,3 +204,20 @@ def test_a_client_that_disconnects_mid_stream_gets_its_request_aborted(served, m
     assert "".join(first) == expected_text(served, "Long story", 3)
     ok = served["client"].completions.create(model=MODEL, prompt="abc", max_tokens=4, temperature=0)
     assert ok.choices[0].text == expected_text(served, "abc", 4)
+
+
+def test_the_tokenizers_end_of_text_token_ends_an_answer(served):
+    prompt = "Once upon"
+    free_run = expected_text(served, prompt, 20)
+    end = free_run[6]  # the character generated 7th stands in for <|endoftext|>
+
+    class WithEndOfText(CharTokenizer):
+        special_ids = {"<|endoftext|>": served["tokenizer"].stoi[end]}
+
+    tokenizer = WithEndOfText(CHARS)
+    app = create_app(LLMEngine(served["model"], tokenizer), MODEL)
+    with TestClient(app) as client:  # in-process, with the app's startup and shutdown
+        body = {"model": MODEL, "prompt": prompt, "max_tokens": 20, "temperature": 0}
+        choice = client.post("/v1/completions", json=body).json()["choices"][0]  # in-process: no network wait
+    assert choice["finish_reason"] == "stop"
+    assert choice["text"] == free_run[:free_run.index(end)]  # the end token itself is not text
