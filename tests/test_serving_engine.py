@@ -178,24 +178,67 @@ def test_other_llama_variants_equal_generate_cached(overrides):
     assert_all_free(engine)
 
 
-def test_greedy_outputs_equal_hugging_face_generate():
+@pytest.fixture(scope="module")
+def hf_pair():
+    """A tiny random Hugging Face LlamaForCausalLM, the course Llama converted from it, and HF greedy decoding."""
     torch.manual_seed(0)
     config = HFLlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=160,
                            bos_token_id=None, eos_token_id=None, pad_token_id=None)
     hf = peaked(LlamaForCausalLM(config))
-    ours = from_hf(hf)
-    batch = prompts(8, lo=1, hi=60, seed=12) + [prompts(1, lo=32, hi=33, seed=13)[0]]
-    engine = LLMEngine(ours, block_size=16, num_blocks=12, max_num_batched_tokens=64)
-    outs = engine.generate(batch, SamplingParams(max_tokens=16))
-    expected = []
-    with torch.no_grad():
-        for p in batch:
-            ids = torch.tensor([p])
-            gen = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=16, min_new_tokens=16,
-                              do_sample=False, eos_token_id=None, pad_token_id=0)
-            expected.append(gen[0, len(p):].tolist())
-    assert outs == expected
+    done = {}
+
+    def hf_greedy(prompt, n):
+        key = (tuple(prompt), n)
+        if key not in done:
+            ids = torch.tensor([prompt])
+            with torch.no_grad():
+                out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+                                  do_sample=False, eos_token_id=None, pad_token_id=0)
+            done[key] = out[0, len(prompt):].tolist()
+        return done[key]
+
+    return from_hf(hf), hf_greedy
+
+
+SHARED = prompts(1, lo=32, hi=33, seed=12)[0]  # exactly two blocks of 16
+
+
+@pytest.mark.parametrize("case", ["one-prompt", "32-mixed", "preemption", "prefix-hits", "fully-cached"])
+def test_greedy_outputs_equal_hugging_face_generate(hf_pair, case):
+    ours, hf_greedy = hf_pair
+    n = 6
+    if case == "one-prompt":
+        batch, engine = prompts(1, seed=13), LLMEngine(ours)
+    elif case == "32-mixed":
+        batch, engine = prompts(32, seed=14), LLMEngine(ours, max_num_batched_tokens=256)
+    elif case == "preemption":
+        batch, engine = prompts(8, lo=20, hi=40, seed=15), LLMEngine(ours, block_size=8, num_blocks=6)
+    elif case == "prefix-hits":
+        batch = [SHARED + tail for tail in prompts(4, lo=1, hi=12, seed=16)]
+        engine = LLMEngine(ours)
+        engine.generate(batch[:1], SamplingParams(max_tokens=n))  # the shared blocks enter the cache
+    else:  # the same block-multiple prompt twice, in turn: the second is entirely in the cache
+        batch, engine = [SHARED], LLMEngine(ours)
+        assert engine.generate(batch, SamplingParams(max_tokens=n)) == [hf_greedy(SHARED, n)]
+    outs = engine.generate(batch, SamplingParams(max_tokens=n))
+    assert outs == [hf_greedy(p, n) for p in batch]
+    if case == "preemption":
+        assert engine.scheduler.num_preemptions > 0
+    if case in ("prefix-hits", "fully-cached"):
+        assert engine.scheduler.prefix_hit_tokens == len(batch) * 32 - (case == "fully-cached")
+    assert_all_free(engine)
+
+
+@pytest.mark.gpu
+def test_the_engine_on_cuda_equals_generate_cached_on_cuda():
+    m = tiny_llama(seed=2, sliding_window=12).cuda()
+    batch = prompts(10, lo=1, hi=60, seed=17) + [SHARED, SHARED]
+    engine = LLMEngine(m, block_size=8, num_blocks=20, max_num_batched_tokens=48)  # preemption, chunks, hits
+    outs = engine.generate(batch, SamplingParams(max_tokens=12))
+    expected = [generate_cached(m, torch.tensor([p], device="cuda"), 12, greedy=True)[0, len(p):].tolist()
+                for p in batch]
+    assert outs == expected and engine.scheduler.num_preemptions > 0
     assert_all_free(engine)
 
 
