@@ -335,4 +335,14 @@ def test_bad_requests_get_clear_errors(model):
         engine.add_request([1], {"max_tokens": 3})
     with pytest.raises(TypeError, match="the serving engine runs the course Llama family"):
         LLMEngine(torch.nn.Linear(2, 2), max_model_len=8)
+    with pytest.raises(ValueError, match="LLMEngine.block_size must be a positive int, got 0"):
+        LLMEngine(model, block_size=0)
+    with pytest.raises(ValueError, match="LLMEngine.max_num_seqs must be a positive int, got 0"):
+        LLMEngine(model, max_num_seqs=0)
+    with pytest.raises(ValueError, match="BlockManager.num_blocks must be a positive int, got 0"):
+        LLMEngine(model, num_blocks=0)
+    with pytest.raises(ValueError, match="max_num_batched_tokens must be a positive int"):
+        LLMEngine(model, max_num_batched_tokens=0)
+    with pytest.raises(TypeError, match=r"tokenizer must have encode\(text\) -> ids and decode"):
+        LLMEngine(model, tokenizer="abc")
     assert not engine.has_unfinished_requests()

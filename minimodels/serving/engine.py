@@ -68,10 +68,11 @@ class LLMEngine:
         max_model_len = max_model_len if max_model_len is not None else getattr(config, "max_seq_len", None)
         if isinstance(max_model_len, bool) or not isinstance(max_model_len, int) or max_model_len < 1:
             raise ValueError(f"LLMEngine.max_model_len must be a positive int, got {max_model_len!r}")
-        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-            raise ValueError(f"LLMEngine.block_size must be a positive int, got {block_size!r}")
+        for name, value in (("block_size", block_size), ("max_num_seqs", max_num_seqs)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"LLMEngine.{name} must be a positive int, got {value!r}")
         if num_blocks is None:
-            num_blocks = max_num_seqs * -(-max_model_len // block_size) if isinstance(max_num_seqs, int) else 0
+            num_blocks = max_num_seqs * -(-max_model_len // block_size)
         if tokenizer is not None and not (callable(getattr(tokenizer, "encode", None))
                                           and callable(getattr(tokenizer, "decode", None))):
             raise TypeError(f"tokenizer must have encode(text) -> ids and decode(ids) -> text, "
