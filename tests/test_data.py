@@ -15,7 +15,7 @@ def test_corpus_is_real_prose_and_deterministic():
 
 
 def test_tokenizer_round_trip(tmp_path):
-    text = load_corpus(5000)
+    text = load_corpus(max_chars=5000)
     tok = CharTokenizer.from_text(text)
     assert tok.decode(tok.encode(text)) == text
     assert tok.vocab_size == len(set(text))

@@ -57,7 +57,7 @@ class CharDataset:
 
     @classmethod
     def from_corpus(cls, max_chars: int | None = None, val_fraction: float = 0.1) -> CharDataset:
-        text = load_corpus(max_chars)
+        text = load_corpus(max_chars=max_chars)
         tokenizer = CharTokenizer.from_text(text)
         ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
         train, val = train_val_split(ids, val_fraction)
