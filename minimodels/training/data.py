@@ -10,6 +10,27 @@ from minimodels.text.char import CharTokenizer
 from minimodels.text.corpus import load_corpus
 
 
+def corpus_documents(max_chars: int | None = None) -> list[str]:
+    """The corpus as its documents (one help topic each), in the order `load_corpus` joins them.
+
+    "\n\n".join(corpus_documents(max_chars)) == load_corpus(max_chars): the cut at max_chars shortens the
+    last document kept.
+    """
+    from pydoc_data.topics import topics
+
+    if max_chars is not None and max_chars < 1:
+        raise ValueError(f"max_chars must be >= 1, got {max_chars}")
+    documents, used = [], 0
+    for key in sorted(topics):
+        room = None if max_chars is None else max_chars - used - (2 if documents else 0)
+        if room is not None and room <= 0:
+            break
+        document = topics[key].strip()[:room]
+        documents.append(document)
+        used += len(document) + (2 if len(documents) > 1 else 0)
+    return documents
+
+
 def train_val_split(data: torch.Tensor, val_fraction: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic split: the first (1 - val_fraction) of the tokens train, the rest validate."""
     if not 0.0 < val_fraction < 1.0:
@@ -56,11 +77,46 @@ class CharDataset:
     val: torch.Tensor
 
     @classmethod
-    def from_corpus(cls, max_chars: int | None = None, val_fraction: float = 0.1) -> CharDataset:
+    def from_corpus(cls, max_chars: int | None = None, val_fraction: float = 0.1, seed: int = 0) -> CharDataset:
+        """The course corpus split by DOCUMENT: a seeded random choice of help topics validates.
+
+        Each help topic of `pydoc_data.topics` is one document. Cutting the joined text at 90% would make
+        the validation set the alphabetically last topics, a different mix of prose than the rest; drawing
+        whole documents at random keeps both splits alike and never cuts a document in two. Documents are
+        drawn in a random order (seeded) into validation while they fit in val_fraction of the characters,
+        so the validation share is val_fraction approximately (at most). `text` is the whole corpus as
+        `load_corpus(max_chars)` returns it; `train` and `val` are the ids of each split's documents joined
+        by a blank line, in corpus order.
+        """
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         text = load_corpus(max_chars)
+        documents = corpus_documents(max_chars)
+        if len(documents) < 2:
+            raise ValueError(
+                f"max_chars={max_chars} leaves {len(documents)} document; a split by document needs at least 2"
+            )
+        target = val_fraction * sum(len(doc) for doc in documents)
+        order = torch.randperm(len(documents), generator=torch.Generator().manual_seed(seed)).tolist()
+        in_val, val_chars = set(), 0
+        for i in order:
+            if val_chars + len(documents[i]) <= target:
+                in_val.add(i)
+                val_chars += len(documents[i])
+        if not in_val:  # every document is larger than the target: take the smallest one
+            in_val.add(min(range(len(documents)), key=lambda i: len(documents[i])))
+        if len(in_val) == len(documents):
+            in_val.discard(order[-1])
         tokenizer = CharTokenizer.from_text(text)
-        ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-        train, val = train_val_split(ids, val_fraction)
+
+        def encode(indices) -> torch.Tensor:
+            joined = "\n\n".join(documents[i] for i in sorted(indices))
+            return torch.tensor(tokenizer.encode(joined), dtype=torch.long)
+
+        train = encode(set(range(len(documents))) - in_val)
+        val = encode(in_val)
         return cls(text, tokenizer, train, val)
 
     def batch_fn(self, batch_size: int, block_size: int, device: torch.device | str = "cpu", seed: int = 0):
