@@ -102,7 +102,7 @@ def test_corpus_split_by_random_documents_is_deterministic_disjoint_and_sized():
 
 def test_corpus_split_arguments_are_checked():
     small = CharDataset.from_corpus(max_chars=20_000)
-    assert small.text == load_corpus(20_000)
+    assert small.text == load_corpus(max_chars=20_000)
     assert len(small.val) > 0 and len(small.train) > len(small.val)
     with pytest.raises(ValueError, match="val_fraction"):
         CharDataset.from_corpus(val_fraction=0.0)

@@ -7,27 +7,18 @@ from dataclasses import dataclass
 import torch
 
 from minimodels.text.char import CharTokenizer
-from minimodels.text.corpus import load_corpus
+from minimodels.text.corpus import load_corpus, load_documents
 
 
-def corpus_documents(max_chars: int | None = None) -> list[str]:
-    """The corpus as its documents (one help topic each), in the order `load_corpus` joins them.
-
-    "\n\n".join(corpus_documents(max_chars)) == load_corpus(max_chars): the cut at max_chars shortens the
-    last document kept.
-    """
-    from pydoc_data.topics import topics
-
-    if max_chars is not None and max_chars < 1:
-        raise ValueError(f"max_chars must be >= 1, got {max_chars}")
+def _help_topics_up_to(max_chars: int | None) -> list[str]:
+    """The help topics (one document each), cut so that "\n\n".join(...) == load_corpus(max_chars=max_chars)."""
     documents, used = [], 0
-    for key in sorted(topics):
+    for document in load_documents("help-topics"):
         room = None if max_chars is None else max_chars - used - (2 if documents else 0)
         if room is not None and room <= 0:
             break
-        document = topics[key].strip()[:room]
-        documents.append(document)
-        used += len(document) + (2 if len(documents) > 1 else 0)
+        documents.append(document[:room])
+        used += len(documents[-1]) + (2 if len(documents) > 1 else 0)
     return documents
 
 
@@ -85,15 +76,15 @@ class CharDataset:
         whole documents at random keeps both splits alike and never cuts a document in two. Documents are
         drawn in a random order (seeded) into validation while they fit in val_fraction of the characters,
         so the validation share is val_fraction approximately (at most). `text` is the whole corpus as
-        `load_corpus(max_chars)` returns it; `train` and `val` are the ids of each split's documents joined
+        `load_corpus(max_chars=max_chars)` returns it; `train` and `val` are the ids of each split's documents joined
         by a blank line, in corpus order.
         """
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        text = load_corpus(max_chars)
-        documents = corpus_documents(max_chars)
+        text = load_corpus(max_chars=max_chars)
+        documents = _help_topics_up_to(max_chars)
         if len(documents) < 2:
             raise ValueError(
                 f"max_chars={max_chars} leaves {len(documents)} document; a split by document needs at least 2"
