@@ -1,4 +1,4 @@
-"""Device choice and seeding: the two lines every notebook and script starts with."""
+"""Device choice, seeding and parameter counts: what every notebook and script starts with."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import torch
+from torch import nn
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
@@ -26,3 +27,8 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def num_parameters(module: nn.Module) -> int:
+    """Number of parameter values in `module`; a tied (shared) weight counts once."""
+    return sum(p.numel() for p in module.parameters())

@@ -11,15 +11,27 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+from minimodels.training.losses import next_token_loss
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+__all__ = ["History", "TrainConfig", "estimate_loss", "lr_at", "make_optimizer", "next_token_loss", "train"]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -36,17 +48,27 @@ class TrainConfig:
     progress: bool = True  # tqdm bar
 
     def __post_init__(self):
+        def fail(name: str, reason: str):
+            raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: {reason}")
+
         for name in ("max_iters", "eval_interval", "eval_iters"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup_iters < 0:
-            raise ValueError(f"TrainConfig.warmup_iters must be >= 0, got {self.warmup_iters}")
-        if self.lr <= 0:
-            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                fail(name, "must be an int >= 1")
+        if not _is_int(self.warmup_iters) or self.warmup_iters < 0:
+            fail("warmup_iters", "must be an int >= 0")
+        if not _is_real(self.lr) or self.lr <= 0:
+            fail("lr", "must be a finite number > 0")
         if self.min_lr is None:
             self.min_lr = self.lr / 10
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError(f"TrainConfig.grad_clip must be > 0 or None, got {self.grad_clip}")
+        if not _is_real(self.min_lr) or not 0 <= self.min_lr <= self.lr:
+            fail("min_lr", f"must be a number in [0, lr={self.lr}]: the cosine decays from lr down to min_lr")
+        if not _is_real(self.weight_decay) or self.weight_decay < 0:
+            fail("weight_decay", "must be a finite number >= 0")
+        if len(self.betas) != 2 or not all(_is_real(b) and 0 <= b < 1 for b in self.betas):
+            fail("betas", "must be two numbers in [0, 1)")
+        if self.grad_clip is not None and (not _is_real(self.grad_clip) or self.grad_clip <= 0):
+            fail("grad_clip", "must be a finite number > 0, or None to disable clipping")
+        self.betas = tuple(self.betas)
 
 
 @dataclass
@@ -55,7 +77,7 @@ class History:
 
     train_loss: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
-    grad_norm: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)  # global gradient norm, before clipping
     val_iters: list[int] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
 
@@ -89,10 +111,27 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.A
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, **extra)
 
 
-def next_token_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of model(inputs) logits (B, T, V) against targets (B, T)."""
-    logits = model(inputs)
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+def unpack_batch(batch, split: str) -> Batch:
+    """The (inputs, targets) pair that get_batch(split) must return; a TypeError saying so otherwise."""
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    got = (f"a tensor of shape {tuple(batch.shape)}" if isinstance(batch, torch.Tensor)
+           else f"a {type(batch).__name__} of length {len(batch)}" if isinstance(batch, (tuple, list))
+           else f"a {type(batch).__name__}")
+    raise TypeError(f"get_batch({split!r}) must return a pair (inputs, targets), got {got}")
+
+
+def grad_norm(parameters: list[torch.nn.Parameter], clip: float | None) -> float:
+    """Global norm of the gradients (before clipping); with `clip`, scale them down to at most that norm."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        raise ValueError(
+            "no parameter of the model received a gradient: the loss must be computed from the model's output "
+            "(check loss_fn, and that the parameters it should train have requires_grad=True)"
+        )
+    if clip is None:
+        return float(torch.nn.utils.get_total_norm(grads))
+    return float(torch.nn.utils.clip_grad_norm_(parameters, clip))
 
 
 @torch.no_grad()
@@ -101,10 +140,14 @@ def estimate_loss(
     loss_fn: LossFn = next_token_loss,
 ) -> float:
     """Mean loss over `iters` batches of `split`, in eval mode (dropout off), restoring the previous mode."""
+    if not _is_int(iters) or iters < 1:
+        raise ValueError(f"estimate_loss: iters must be an int >= 1, got {iters!r}")
     was_training = model.training
     model.eval()
-    total = sum(loss_fn(model, *get_batch(split)).item() for _ in range(iters))
-    model.train(was_training)
+    try:
+        total = sum(loss_fn(model, *unpack_batch(get_batch(split), split)).item() for _ in range(iters))
+    finally:
+        model.train(was_training)
     return total / iters
 
 
@@ -116,7 +159,12 @@ def train(
 ) -> History:
     """Train `model` in place for config.max_iters steps and return the History."""
     config = config or TrainConfig()
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"train: config must be a TrainConfig, got {type(config).__name__}")
     loss_fn = loss_fn or next_token_loss
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if not parameters:
+        raise ValueError(f"train: {type(model).__name__} has no parameter with requires_grad=True to train")
     optimizer = make_optimizer(model, config)
     history = History()
     model.train()
@@ -125,19 +173,18 @@ def train(
         lr = lr_at(it, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = loss_fn(model, *get_batch("train"))
+        loss = loss_fn(model, *unpack_batch(get_batch("train"), "train"))
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0 or not loss.requires_grad:
+            got = f"shape {tuple(loss.shape)}, requires_grad={loss.requires_grad}" if isinstance(
+                loss, torch.Tensor) else type(loss).__name__
+            raise ValueError(f"train: loss_fn must return a scalar tensor that requires grad, got {got}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if config.grad_clip is not None:
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        else:
-            norm = torch.linalg.vector_norm(
-                torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None])
-            )
+        norm = grad_norm(parameters, config.grad_clip)
         optimizer.step()
         history.train_loss.append(loss.item())
         history.lr.append(lr)
-        history.grad_norm.append(float(norm))
+        history.grad_norm.append(norm)
         last = it == config.max_iters - 1
         if (it + 1) % config.eval_interval == 0 or last:
             val = estimate_loss(model, get_batch, "val", config.eval_iters, loss_fn)
