@@ -41,8 +41,8 @@ def generate_cached(
     prefill_chunk: feed the prompt in chunks of this many tokens (default: all at once for a static cache,
     the window for a rolling one). The model must accept `model(ids, cache=...)` (the course Llama does).
     """
-    check_takes_cache("generate_cached", model)
-    settings = dict(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, seed=seed)
+    settings = dict(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, seed=seed,
+                    check_model=check_takes_cache)
     with decoding("generate_cached", model, input_ids, max_new_tokens, **settings) as (ids, sample):
         if max_new_tokens == 0:
             return ids

@@ -34,8 +34,8 @@ def generate_recurrent(
     Same arguments and result as `minimodels.generation.generate.generate` (B, T + max_new_tokens), in time
     linear in the length instead of quadratic.
     """
-    check_recurrent("generate_recurrent", model)
-    settings = dict(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, seed=seed)
+    settings = dict(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, seed=seed,
+                    check_model=check_recurrent)
     with decoding("generate_recurrent", model, input_ids, max_new_tokens, **settings) as (ids, sample):
         if max_new_tokens:
             logits, state = model.prefill(ids)

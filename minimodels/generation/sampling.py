@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -87,10 +87,14 @@ def _hugging_face_class(model: object) -> bool:
     return any(cls.__module__.split(".")[0] == "transformers" for cls in type(model).__mro__)
 
 
+def _is_list(value) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
 def _as_batch(op: str, input_ids: torch.Tensor | Sequence[Sequence[int]], device: torch.device) -> torch.Tensor:
     """input_ids as a (B, T) integer tensor; a list of prompts must have one length (no padding here)."""
     if not isinstance(input_ids, torch.Tensor):
-        if not isinstance(input_ids, Sequence) or not all(isinstance(p, Sequence) for p in input_ids):
+        if not _is_list(input_ids) or not all(_is_list(p) for p in input_ids):
             raise TypeError(f"{op}: input_ids must be a (batch, time) tensor of token ids or a list of prompts "
                             f"(lists of ints), got {type(input_ids).__name__}")
         lengths = [len(p) for p in input_ids]
@@ -113,13 +117,14 @@ def _as_batch(op: str, input_ids: torch.Tensor | Sequence[Sequence[int]], device
 def decoding(
     op: str, model: torch.nn.Module, input_ids: torch.Tensor | Sequence[Sequence[int]], max_new_tokens: int, *,
     temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
-    seed: int | None = None,
+    seed: int | None = None, check_model: Callable[[str, torch.nn.Module], None] | None = None,
 ) -> Iterator[tuple[torch.Tensor, Sampler]]:
     """Check a decoder's arguments, then yield (input_ids (B, T) tensor, sampler) with the model in eval mode.
 
-    `op` names the caller in the errors. Gradients are off inside the block; the model's train/eval mode is
-    restored when the block ends, whether it returns or raises. `seed` seeds a generator of its own, so
-    sampling is reproducible without touching the global RNG.
+    `op` names the caller in the errors; `check_model(op, model)` checks what this decoder needs of the
+    model (a KV cache, a recurrent step) after the checks every decoder makes. Gradients are off inside the
+    block; the model's train/eval mode is restored when the block ends, whether it returns or raises.
+    `seed` seeds a generator of its own, so sampling is reproducible without touching the global RNG.
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"{op}: model must be a torch.nn.Module, got {type(model).__name__}")
@@ -128,6 +133,8 @@ def decoding(
             f"{op}: {type(model).__name__} is a Hugging Face transformers model; the course decoders run course "
             f"models: convert it first with minimodels.from_hf(model) (or call its own .generate())"
         )
+    if check_model is not None:
+        check_model(op, model)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
         raise TypeError(f"{op}: max_new_tokens must be an int, got {type(max_new_tokens).__name__}")
     if max_new_tokens < 0:
