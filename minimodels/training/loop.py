@@ -64,7 +64,8 @@ class TrainConfig:
             fail("min_lr", f"must be a number in [0, lr={self.lr}]: the cosine decays from lr down to min_lr")
         if not _is_real(self.weight_decay) or self.weight_decay < 0:
             fail("weight_decay", "must be a finite number >= 0")
-        if len(self.betas) != 2 or not all(_is_real(b) and 0 <= b < 1 for b in self.betas):
+        pair = isinstance(self.betas, (tuple, list)) and len(self.betas) == 2
+        if not pair or not all(_is_real(b) and 0 <= b < 1 for b in self.betas):
             fail("betas", "must be two numbers in [0, 1)")
         if self.grad_clip is not None and (not _is_real(self.grad_clip) or self.grad_clip <= 0):
             fail("grad_clip", "must be a finite number > 0, or None to disable clipping")

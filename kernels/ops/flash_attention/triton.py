@@ -17,7 +17,8 @@ Semantics (shared by `flash_attention` and `flash_attention_ref`):
 - A query row whose mask is empty (only possible when T > S with causal) outputs zeros; its logsumexp
   is -inf, handled without NaN in the forward and the backward.
 - Output (B, Hq, T, D) in q's dtype; arithmetic is float32 inside the kernels (float32 inputs multiply
-  in full float32, not TF32). Inputs may be strided views, with unit stride on D.
+  in full float32, not TF32). Inputs may be strided views: the kernels follow their strides, and a view
+  whose D axis is not contiguous is copied contiguous first.
 - D must be a power of two between 16 and 128 (16, 32, 64, 128); other head dims raise a ValueError
   (they are not padded).
 

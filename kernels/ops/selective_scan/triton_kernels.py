@@ -20,6 +20,9 @@ g_t = dL/dh_t and a_t h_{t-1} = h_t - x_t:
 then the softplus and z-gate chain rules. Time-invariant B and C (and A, D, delta_bias) are reduced over
 time in registers and written as per-batch partials that a torch sum finishes; input-dependent B and C are
 first summed over the program's channels (all in one group, see `scan_blocks`) and then atomically added.
+
+Strides: u, delta, z, B, C (and the decode step's state, x, dt, z, B, C) are read through their strides,
+so any view works; the small per-channel parameters A, D and delta_bias are made contiguous first.
 """
 
 from __future__ import annotations
