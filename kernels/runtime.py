@@ -55,13 +55,23 @@ def num_warps_for(block: int) -> int:
     return 4 if block <= 1024 else 8 if block <= 4096 else 16
 
 
-def check_launchable(op: str, **tensors: torch.Tensor) -> torch.device:
-    """Check that the named tensors share one device on which a Triton kernel can run; return it."""
+def check_same_device(op: str, **tensors: torch.Tensor | None) -> torch.device:
+    """Check that the named tensors (None: an absent optional one) share one device; return it.
+
+    The references call it too, so that the kernels and the references refuse mixed devices alike.
+    """
     devices = {name: t.device for name, t in tensors.items() if t is not None}
+    if not devices:
+        raise ValueError(f"{op}: got no tensor")
     if len(set(devices.values())) > 1:
         listed = ", ".join(f"{name} on {dev}" for name, dev in devices.items())
         raise ValueError(f"{op}: all tensors must be on one device, got {listed}")
-    device = next(iter(devices.values()))
+    return next(iter(devices.values()))
+
+
+def check_launchable(op: str, **tensors: torch.Tensor | None) -> torch.device:
+    """Check that the named tensors share one device on which a Triton kernel can run; return it."""
+    device = check_same_device(op, **tensors)
     if device.type == "cuda":
         return device
     if device.type == "cpu" and interpreter_enabled():

@@ -1,4 +1,4 @@
-"""Device choice, seeding and progress bars: what every notebook and script starts with."""
+"""Device choice, seeding, parameter counts and progress bars: what every notebook and script starts with."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import torch
+from torch import nn
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
@@ -39,3 +40,8 @@ def progress_bar(iterable, enabled: bool = True, **kwargs):
 
     off = (not enabled) or os.environ.get("TQDM_DISABLE", "0").strip().lower() not in ("", "0", "false")
     return tqdm(iterable, disable=off, **kwargs)
+
+
+def num_parameters(module: nn.Module) -> int:
+    """Number of parameter values in `module`; a tied (shared) weight counts once."""
+    return sum(p.numel() for p in module.parameters())

@@ -256,6 +256,23 @@ def test_bfloat16_is_rejected_by_the_interpreter():
         flash_attention(q, k, v)
 
 
+@pytest.mark.parametrize("op", [flash_attention, flash_attention_ref], ids=["kernel", "reference"])
+@pytest.mark.parametrize(
+    "scale, error, match",
+    [
+        (0.0, ValueError, r"scale must be finite and > 0 \(None means 1 / sqrt\(D\)\), got 0.0"),
+        (-0.25, ValueError, r"scale must be finite and > 0 .*got -0.25"),
+        (float("inf"), ValueError, r"scale must be finite and > 0 .*got inf"),
+        ("0.25", TypeError, r"scale must be None or a real number, got str '0.25'"),
+        (torch.tensor(0.25), TypeError, r"scale must be None or a real number, got Tensor"),
+    ],
+)
+def test_bad_scale_is_named(op, scale, error, match):
+    q, k, v = make_qkv(1, 2, 1, 8, 8, 16)
+    with pytest.raises(error, match=rf"{op.__name__}: {match}"):
+        op(q, k, v, causal=True, scale=scale)
+
+
 def test_reference_rejects_bad_window_too():
     q, k, v = make_qkv(1, 2, 1, 8, 8, 16, device="cpu")
     with pytest.raises(ValueError, match=r"requires causal=True"):

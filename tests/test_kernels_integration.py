@@ -34,7 +34,11 @@ def test_kernel_path_equals_pytorch_path(window):
     logits_plain.square().mean().backward()
     logits_fused.square().mean().backward()
     for (name, p), q in zip(plain.named_parameters(), fused.parameters(), strict=True):
-        torch.testing.assert_close(q.grad, p.grad, atol=1e-4, rtol=1e-3, msg=f"gradient of {name}")
+        # gradients range from 1e-5 (q, k projections) to 1e-2 (embedding): compare each at its own scale;
+        # the two paths agree to about 1e-6 of it, a wrong gradient is off by its whole size
+        scale = p.grad.abs().max().item()
+        assert scale > 0, f"gradient of {name} is zero: the comparison could not fail"
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-5 * scale, rtol=1e-4, msg=f"gradient of {name}")
 
 
 def test_kernel_path_decodes_through_the_cache():
@@ -46,6 +50,3 @@ def test_kernel_path_decodes_through_the_cache():
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-4, rtol=1e-4)
 
 
-def test_kernel_switch_refuses_dropout():
-    with pytest.raises(ValueError, match="use_kernels"):
-        LlamaConfig(dropout=0.1, use_kernels=True)

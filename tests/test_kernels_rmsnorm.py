@@ -183,3 +183,19 @@ def test_gpu_large_shapes(shape, dtype):
     # dweight sums up to 1e5 rows (float32 partials here, another order in torch): compare to its scale
     scale = dw_ref.float().abs().max()
     assert (dw.float() - dw_ref.float()).abs().max() <= (1e-4 if dtype == torch.float32 else 1e-2) * scale
+
+
+@pytest.mark.parametrize("op", [rms_norm, rms_norm_ref], ids=["kernel", "reference"])
+@pytest.mark.parametrize(
+    "eps, error, match",
+    [
+        (0.0, ValueError, r"eps must be finite and > 0, got 0.0"),
+        (-1e-6, ValueError, r"eps must be finite and > 0, got -1e-06"),
+        (float("nan"), ValueError, r"eps must be finite and > 0, got nan"),
+        ("1e-6", TypeError, r"eps must be a real number, got str '1e-6'"),
+        (None, TypeError, r"eps must be a real number, got NoneType"),
+    ],
+)
+def test_bad_eps_is_named(op, eps, error, match):
+    with pytest.raises(error, match=rf"{op.__name__}: {match}"):
+        op(torch.ones(2, 4, device=DEVICE), torch.ones(4, device=DEVICE), eps)

@@ -28,6 +28,11 @@ from minimodels.models.llama import Llama, LlamaConfig, llama_loss
     ({"norm_eps": -1e-5}, r"LlamaConfig\.norm_eps=-1e-05: must be > 0"),
     ({"router_aux_loss_coef": -0.1}, r"LlamaConfig\.router_aux_loss_coef=-0\.1: must be >= 0"),
     ({"dropout": 1.0}, r"LlamaConfig\.dropout=1\.0: must be in \[0, 1\)"),
+    ({"use_kernels": True, "dropout": 0.1}, r"LlamaConfig\.use_kernels=True: the Triton attention kernel has no "
+                                            r"dropout; set dropout=0 \(got 0\.1\)"),
+    ({"use_kernels": True, "head_dim": 8}, r"LlamaConfig\.head_dim=8: must be one of \(16, 32, 64, 128\) with "
+                                           r"use_kernels=True"),
+    ({"use_kernels": True, "dim": 96, "n_heads": 4}, r"LlamaConfig\.head_dim=24: must be one of \(16, 32, 64, 128\)"),
 ])
 def test_config_rejects_impossible_values_naming_the_field(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -49,6 +54,14 @@ def test_attention_rejects_bad_head_counts():
         GroupedQueryAttention(30, 4)
     with pytest.raises(ValueError, match="window must be >= 1"):
         GroupedQueryAttention(32, 4, window=0)
+    with pytest.raises(ValueError, match="dropout=0.1 cannot be used with use_kernels=True"):
+        GroupedQueryAttention(64, 4, dropout=0.1, use_kernels=True)
+
+
+def test_kernel_switch_accepts_the_kernel_head_dims():
+    for head_dim in (16, 32, 64, 128):
+        assert LlamaConfig(dim=64, n_heads=2, head_dim=head_dim, use_kernels=True).head_dim == head_dim
+    assert LlamaConfig(dim=64, n_heads=8, use_kernels=False).head_dim == 8  # any even head dim without kernels
 
 
 def test_model_shapes_tied_weights_and_bad_input():
@@ -95,3 +108,9 @@ def test_training_steps_reduce_the_loss_with_dropout_window_and_experts():
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
     assert model.layers[0].mlp.router.weight.grad.abs().sum() > 0
+
+
+def test_out_of_vocabulary_ids_are_named():
+    model = Llama(LlamaConfig(vocab_size=20, dim=16, n_heads=2))
+    with pytest.raises(ValueError, match=r"input_ids must be token ids in \[0, vocab_size=20\), got ids from 3 to 20"):
+        model(torch.tensor([[3, 20]]))

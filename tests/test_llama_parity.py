@@ -15,7 +15,7 @@ from transformers import (
 
 from minimodels import from_hf
 from minimodels.generation.cached import generate_cached
-from minimodels.hf.llama import llama_from_hf
+from minimodels.hf.llama import llama_config_from_hf, llama_from_hf, llama_state_from_hf
 from minimodels.models.llama import Llama
 
 VOCAB = 97
@@ -136,4 +136,48 @@ def test_from_hf_rejects_unsupported_models_naming_the_supported_ones():
 def test_from_hf_rejects_unsupported_options(overrides, message):
     hf = LlamaForCausalLM(tiny(LlamaConfig, num_hidden_layers=1, **overrides))
     with pytest.raises(ValueError, match=message):
+        from_hf(hf)
+
+
+def old_mixtral_layout(hf_state: dict, n_layers: int, n_experts: int, hidden: int) -> dict:
+    """The same tensors under the names of transformers 4 checkpoints: `block_sparse_moe.` with one
+    w1 (gate), w3 (up) and w2 (down) per expert, instead of `mlp.` with stacked experts."""
+    old = {}
+    for key, value in hf_state.items():
+        if ".mlp." not in key:
+            old[key] = value
+    for i in range(n_layers):
+        new, moe = f"model.layers.{i}.mlp.", f"model.layers.{i}.block_sparse_moe."
+        old[f"{moe}gate.weight"] = hf_state[f"{new}gate.weight"]
+        gate_up, down = hf_state[f"{new}experts.gate_up_proj"], hf_state[f"{new}experts.down_proj"]
+        for e in range(n_experts):
+            old[f"{moe}experts.{e}.w1.weight"] = gate_up[e, :hidden].clone()
+            old[f"{moe}experts.{e}.w3.weight"] = gate_up[e, hidden:].clone()
+            old[f"{moe}experts.{e}.w2.weight"] = down[e].clone()
+    return old
+
+
+def test_old_mixtral_checkpoint_layout_gives_the_same_model():
+    hf = MixtralForCausalLM(tiny(MixtralConfig, num_local_experts=3, num_experts_per_tok=2)).eval()
+    config = llama_config_from_hf(hf.config.to_dict(), "MixtralForCausalLM")
+    old = old_mixtral_layout(hf.state_dict(), 2, 3, config.mlp_hidden)
+    assert not any(".mlp." in k for k in old) and any(k.endswith("experts.2.w3.weight") for k in old)
+    ours = Llama(config).eval()
+    ours.load_state_dict(llama_state_from_hf(old, config), strict=True)
+    assert_same_logits(hf, ours, ids(length=12))
+    del old["model.layers.1.block_sparse_moe.experts.2.w1.weight"]
+    with pytest.raises(ValueError, match=r"no weights for expert 2 under 'layers.1.block_sparse_moe.'"):
+        llama_state_from_hf(old, config)
+
+
+@pytest.mark.parametrize("remove, missing", [
+    (lambda hf: setattr(hf.model, "norm", torch.nn.Identity()), "norm.weight"),
+    (lambda hf: setattr(hf.model.layers[1].self_attn, "k_proj", torch.nn.Identity()),
+     "layers.1.self_attn.k_proj.weight"),
+])
+def test_from_hf_names_a_missing_tensor(remove, missing):
+    hf = LlamaForCausalLM(tiny(LlamaConfig))
+    remove(hf)
+    with pytest.raises(ValueError, match=rf"from_hf: the Llama-family checkpoint has no tensor '{missing}' "
+                                         rf"\(after dropping the prefix 'model.'\)"):
         from_hf(hf)

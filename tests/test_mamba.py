@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from minimodels import TrainConfig, from_hf, generate, train
 from minimodels.generation.recurrent import generate_recurrent
-from minimodels.hf.mamba import mamba_config_from_hf
+from minimodels.hf.mamba import mamba_config_from_hf, mamba_state_from_hf
 from minimodels.models.mamba import MambaConfig, MambaLM
 from minimodels.training.checkpoint import load_checkpoint, save_checkpoint
 
@@ -217,3 +217,45 @@ def test_short_training_lowers_the_loss():
                                                    eval_iters=2, progress=False))
     assert history.train_loss[0] > 1.8  # about log(8) at the start
     assert history.val_loss[-1] < 0.6 * history.train_loss[0], (history.train_loss[0], history.val_loss)
+
+
+def test_untied_checkpoint_without_lm_head_is_refused():
+    hf = hf_mamba("untied_bias")
+    config = mamba_config_from_hf(hf.config.to_dict())
+    state = {k: v for k, v in hf.state_dict().items() if k != "lm_head.weight"}
+    with pytest.raises(ValueError, match="tie_word_embeddings=False, but the checkpoint holds no lm_head.weight"):
+        mamba_state_from_hf(state, config)
+    tied = mamba_config_from_hf({**hf.config.to_dict(), "tie_word_embeddings": True})
+    assert torch.equal(mamba_state_from_hf(state, tied)["lm_head.weight"], state["backbone.embeddings.weight"])
+
+
+def test_from_hf_names_missing_tensors():
+    hf = hf_mamba("tied")
+    hf.backbone.norm_f = torch.nn.Identity()
+    with pytest.raises(ValueError, match=r"from_hf: the Mamba checkpoint does not fit MambaLM: missing tensors "
+                                         r"\['norm_f.weight'\], unexpected tensors \[\]"):
+        from_hf(hf)
+
+
+def test_out_of_vocabulary_ids_are_named_in_forward_prefill_and_step():
+    model = MambaLM(tiny_config()).eval()
+    bad = torch.tensor([[1, 29]])
+    for call in (model, model.prefill):
+        with pytest.raises(ValueError, match=r"input_ids must be token ids in \[0, vocab_size=29\), got ids from 1"):
+            call(bad)
+    with pytest.raises(ValueError, match=r"token_ids must be token ids in \[0, vocab_size=29\), got ids from -2"):
+        model.step(torch.tensor([-2, 3]), model.init_state(2))
+
+
+def test_time_steps_are_the_delta_the_scan_reads():
+    """time_steps(h) is softplus(dt_proj(x_proj(conv(in_proj(h)))) + bias): check it by hand."""
+    torch.manual_seed(0)
+    model = MambaLM(tiny_config()).eval()
+    mixer, c = model.layers[0].mixer, model.config
+    hidden = torch.randn(2, 7, c.d_model)
+    with torch.no_grad():
+        x = mixer.in_proj(hidden)[..., : c.d_inner].transpose(1, 2)  # (B, d_inner, T)
+        x = F.silu(F.conv1d(F.pad(x, (c.d_conv - 1, 0)), mixer.conv1d.weight, mixer.conv1d.bias, groups=c.d_inner))
+        dt = mixer.x_proj(x.transpose(1, 2))[..., : c.dt_rank] @ mixer.dt_proj.weight.T  # (B, T, d_inner)
+        expected = F.softplus(dt + mixer.dt_proj.bias).transpose(1, 2)
+        torch.testing.assert_close(mixer.time_steps(hidden), expected, atol=1e-6, rtol=1e-5)

@@ -4,7 +4,8 @@ import math
 
 import pytest
 import torch
-from transformers.models.llama.modeling_llama import LlamaRMSNorm, apply_rotary_pos_emb
+from transformers import LlamaConfig as HFLlamaConfig
+from transformers.models.llama.modeling_llama import LlamaRMSNorm, LlamaRotaryEmbedding, apply_rotary_pos_emb
 
 from minimodels.layers.norms import LayerNorm, RMSNorm
 from minimodels.layers.rope import RotaryEmbedding, apply_rope, rope_inv_freq, rotate_half
@@ -75,14 +76,30 @@ def test_rope_rotates_pairs_i_and_i_plus_half_by_position_times_frequency():
     torch.testing.assert_close(rotate_half(torch.tensor([1.0, 2.0, 3.0, 4.0])), halves_swapped)
 
 
+def hf_rotary_tables(head_dim: int, theta: float, positions: torch.Tensor):
+    """cos, sin (1, T, D) of Hugging Face's own LlamaRotaryEmbedding at the given positions."""
+    config = HFLlamaConfig(hidden_size=4 * head_dim, num_attention_heads=4, head_dim=head_dim,
+                           rope_parameters={"rope_type": "default", "rope_theta": theta})
+    rotary = LlamaRotaryEmbedding(config)
+    return rotary(torch.zeros(1, dtype=torch.float32), positions[None])
+
+
+@pytest.mark.parametrize("head_dim, theta", [(8, 10000.0), (16, 500000.0), (64, 10000.0)])
+def test_rope_tables_equal_hf_llama_rotary_embedding(head_dim, theta):
+    start, T = 37, 50
+    cos_hf, sin_hf = hf_rotary_tables(head_dim, theta, torch.arange(start, start + T))
+    cos, sin = RotaryEmbedding(head_dim, theta)(T, start)
+    assert cos.shape == (T, head_dim) and cos.dtype == torch.float32
+    torch.testing.assert_close(cos, cos_hf[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(sin, sin_hf[0], rtol=0, atol=1e-6)
+
+
 def test_rope_equals_hf_apply_rotary_pos_emb_with_offset():
     torch.manual_seed(0)
     D, theta, start, T = 8, 10000.0, 37, 5
     q, k = torch.randn(2, 3, T, D), torch.randn(2, 3, T, D)
-    positions = torch.arange(start, start + T, dtype=torch.float)
-    freqs = positions[:, None] * (1.0 / theta ** (torch.arange(0, D, 2).float() / D))[None]  # HF's formula
-    emb = torch.cat((freqs, freqs), dim=-1)[None]  # (1, T, D)
-    q_hf, k_hf = apply_rotary_pos_emb(q, k, emb.cos(), emb.sin())
+    cos_hf, sin_hf = hf_rotary_tables(D, theta, torch.arange(start, start + T))
+    q_hf, k_hf = apply_rotary_pos_emb(q, k, cos_hf, sin_hf)
     cos, sin = RotaryEmbedding(D, theta)(T, start)
     torch.testing.assert_close(apply_rope(q, cos, sin), q_hf, rtol=0, atol=1e-6)
     torch.testing.assert_close(apply_rope(k, cos, sin), k_hf, rtol=0, atol=1e-6)

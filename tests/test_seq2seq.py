@@ -31,37 +31,118 @@ def padded_sources() -> torch.Tensor:
     ])
 
 
-# ---------------------------------------------------------------- shapes
+# ---------------------------------------------------------------- an independent decoder, written here
+
+
+def gru_step(x, h, w_ih, w_hh, b_ih, b_hh):
+    """PyTorch's GRU cell from its definition: gates r, z and candidate n from stacked (r, z, n) weights."""
+    gi, gh = w_ih @ x + b_ih, w_hh @ h + b_hh
+    H = h.numel()
+    r = torch.sigmoid(gi[:H] + gh[:H])
+    z = torch.sigmoid(gi[H:2 * H] + gh[H:2 * H])
+    n = torch.tanh(gi[2 * H:] + r * gh[2 * H:])
+    return (1 - z) * n + z * h
+
+
+class ByHand:
+    """One example at a time, no batching or padding: the encoder GRU over the real tokens only, Bahdanau
+    attention over them (context from the previous decoder state), the decoder GRU cell on [embedding;
+    context], logits from [state; context; embedding]. Uses the module's weights, none of its code."""
+
+    def __init__(self, model: Seq2Seq):
+        self.m = model
+
+    def encode(self, tokens: list[int]) -> torch.Tensor:
+        gru = self.m.encoder.gru
+        h = torch.zeros(gru.hidden_size)
+        states = []
+        for t in tokens:
+            h = gru_step(self.m.encoder.embed.weight[t], h, gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0,
+                         gru.bias_hh_l0)
+            states.append(h)
+        return torch.stack(states)  # (L, H)
+
+    def step(self, prev: int, state: torch.Tensor, states: torch.Tensor):
+        dec = self.m.decoder
+        emb = dec.embed.weight[prev]
+        if dec.attention is None:
+            context, weights = states[-1], None
+        else:
+            a = dec.attention
+            scores = torch.stack([a.v.weight[0] @ torch.tanh(a.W.weight @ state + a.U.weight @ h_j + a.U.bias)
+                                  for h_j in states])
+            weights = torch.softmax(scores, dim=0)  # (L,)
+            context = weights @ states
+        cell = dec.cell
+        state = gru_step(torch.cat([emb, context]), state, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+        logits = dec.out.weight @ torch.cat([state, context, emb]) + dec.out.bias
+        return logits, state, weights
+
+    def teacher_forcing(self, src: list[int], tgt_in: list[int]) -> torch.Tensor:
+        states = self.encode(src)
+        state, rows = states[-1], []
+        for prev in tgt_in:
+            logits, state, _ = self.step(prev, state, states)
+            rows.append(logits)
+        return torch.stack(rows)  # (T, V)
+
+    def greedy(self, src: list[int], max_len: int) -> tuple[list[int], list[torch.Tensor]]:
+        states = self.encode(src)
+        state, prev, tokens, weights = states[-1], BOS, [], []
+        for _ in range(max_len):
+            logits, state, w = self.step(prev, state, states)
+            prev = int(logits.argmax())
+            tokens.append(prev)
+            weights.append(w)
+            if prev == EOS:
+                break
+        return tokens, weights
+
+
+def real_tokens(row: torch.Tensor) -> list[int]:
+    return [t for t in row.tolist() if t != PAD]
 
 
 @pytest.mark.parametrize("attention", [False, True])
-def test_forward_and_greedy_shapes(attention):
-    model = small_model(attention).eval()
-    src = padded_sources()  # (3, 5)
+def test_teacher_forcing_equals_a_decoder_written_here(attention):
+    model = small_model(attention, seed=1).eval()
+    src = padded_sources()  # (3, 5) right-padded
     tgt_in = torch.tensor([[BOS, 7, 6, 5], [BOS, 4, 3, 8], [BOS, 5, PAD, PAD]])  # (3, 4)
-    logits = model(src, tgt_in)
-    assert logits.shape == (3, 4, 9)
-    tokens, weights = model.greedy_decode(src, max_len=7)
-    assert tokens.dtype == torch.long and tokens.shape[0] == 3 and 1 <= tokens.shape[1] <= 7
-    if attention:
-        assert weights.shape == (3, tokens.shape[1], 5)
-    else:
-        assert weights is None
-
-
-@pytest.mark.parametrize("attention", [False, True])
-def test_greedy_decode_matches_teacher_forcing_on_its_own_output(attention):
-    """Feeding the greedy tokens back under teacher forcing must reproduce them as the argmax."""
-    model = small_model(attention, seed=3).eval()
-    src = padded_sources()
-    tokens, _ = model.greedy_decode(src, max_len=6)
-    tgt_in = torch.cat([torch.full((3, 1), BOS), tokens[:, :-1]], dim=1)
     with torch.no_grad():
-        argmax = model(src, tgt_in).argmax(-1)
-    ended = torch.cumsum(tokens == EOS, dim=1) - (tokens == EOS).long()  # > 0 strictly after the first EOS
-    live = ended == 0
-    assert torch.equal(argmax[live], tokens[live])
-    assert (tokens[~live] == PAD).all()  # after EOS greedy decoding writes PAD
+        logits = model(src, tgt_in)
+        assert logits.shape == (3, 4, 9)
+        by_hand = ByHand(model)
+        for i in range(3):
+            expected = by_hand.teacher_forcing(real_tokens(src[i]), tgt_in[i].tolist())
+            torch.testing.assert_close(logits[i], expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("attention, seed", [(False, 2), (True, 11)])
+def test_greedy_decode_equals_a_decoder_written_here(attention, seed):
+    """Weights 3x the init: rows emit EOS at different steps (one row never does with attention)."""
+    model = small_model(attention, seed=seed).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    src = padded_sources()
+    tokens, weights = model.greedy_decode(src, max_len=10)
+    assert tokens.dtype == torch.long and tokens.shape[0] == 3 and 1 <= tokens.shape[1] <= 10
+    assert (weights is None) == (not attention)
+    by_hand = ByHand(model)
+    with torch.no_grad():
+        lengths = []
+        for i in range(3):
+            expected, expected_weights = by_hand.greedy(real_tokens(src[i]), max_len=10)
+            lengths.append(len(expected))
+            n = len(expected)
+            assert tokens[i, :n].tolist() == expected
+            assert (tokens[i, n:] == PAD).all()  # after EOS the batch decoder writes PAD
+            if attention:
+                L = len(real_tokens(src[i]))
+                torch.testing.assert_close(weights[i, :n, :L], torch.stack(expected_weights), atol=1e-5, rtol=1e-5)
+                assert (weights[i, :n, L:] == 0).all() and (weights[i, n:] == 0).all()
+        assert len(set(lengths)) == 3  # three different stopping steps: the PAD-after-EOS logic is exercised
+        assert tokens.shape[1] == max(lengths)  # the batch stops when its last row has stopped
 
 
 # ---------------------------------------------------------------- attention and padding

@@ -1,23 +1,24 @@
 """CPU benchmark: greedy decoding with a KV cache against without, and against Hugging Face `generate`;
 then a mixture-of-experts forward against a dense model with the same active parameters.
 
-    python -m benchmarks.bench_decode            # one to two minutes on a 2-core CPU
+    python -m benchmarks.cpu decode            # two to three minutes on a 2-core CPU
 
-All ratios come from the same run. Each time is the best of a few runs (the slow no-cache runs: one),
-given as wall-clock and as process CPU time: with one thread, CPU time barely moves when other programs
-share the machine, while wall-clock does. Models have random weights (speed does not depend on them);
-the token-by-token agreement of the outputs is printed.
+All ratios come from the same run. Each time is the best of the blocks `benchmarks.cpu.timing.measure`
+ran after its warm-up call (the slow no-cache runs: one block), given as wall-clock and as process CPU
+time: with one thread, CPU time barely moves when other programs share the machine, while wall-clock
+does. Models have random weights (speed does not depend on them); the token-by-token agreement of the
+outputs is printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from dataclasses import dataclass
 
 import torch
 
+from benchmarks.cpu.timing import measure
 from minimodels.generation.cached import generate_cached
 from minimodels.generation.generate import generate
 from minimodels.models.llama import Llama, LlamaConfig
@@ -27,6 +28,7 @@ MAIN = dict(vocab_size=512, dim=256, n_layers=4, n_heads=8, n_kv_heads=4, max_se
 # without a cache every token re-reads the whole sequence (about 100 s for 1024 tokens of MAIN on a 2-core
 # CPU), so the 1024-token cache / no-cache comparison uses this smaller model for both runs
 SMALL = dict(vocab_size=512, dim=128, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=1100)
+SHORT_RUN_S = 3.0  # seconds of timing for the short runs (cached, HF, MoE forward): several blocks
 
 
 @dataclass
@@ -39,17 +41,6 @@ class Run:
     same: bool | None = None  # same tokens as the reference run of its group
     baseline: Run | None = None  # the run this one is compared with
     ratio_label: str = ""
-
-
-def timed(fn, repeats: int = 1) -> tuple[float, float, object]:
-    """Best wall-clock and best CPU seconds of `repeats` calls of fn, and fn's output."""
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        out = fn()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return min(walls), min(cpus), out
 
 
 def hf_twin(config: LlamaConfig):
@@ -79,21 +70,22 @@ def hf_generate(hf, prompt: torch.Tensor, n: int) -> torch.Tensor:
 def decode_runs(name: str, model: Llama, prompt: torch.Tensor, n_new: int, hf=None, no_cache: bool = True):
     """Cached greedy decoding of n_new tokens, against the full re-run (no_cache) and HF generate (hf).
 
-    The cached and HF runs are short: best of `repeats`; the slow no-cache run is timed once.
+    The cached and HF runs are short: best of the blocks of SHORT_RUN_S seconds of timing; the slow
+    no-cache run is timed once (after the timer's warm-up call).
     """
-    repeats = 3 if n_new <= 256 else 2
-    generate_cached(model, prompt, 8, greedy=True)  # warm-up
-    wall, cpu, ours = timed(lambda: generate_cached(model, prompt, n_new, greedy=True), repeats)
-    cached = Run(name, n_new, "ours, KV cache", wall, cpu)
+    timing = measure(lambda: generate_cached(model, prompt, n_new, greedy=True), min_run_time=SHORT_RUN_S)
+    cached = Run(name, n_new, "ours, KV cache", timing.best_wall, timing.best_cpu)
+    ours = timing.output
     runs = [cached]
     if no_cache:
-        wall, cpu, full = timed(lambda: generate(model, prompt, n_new, greedy=True))
-        runs.insert(0, Run(name, n_new, "ours, no cache (full re-run)", wall, cpu))
-        cached.same, cached.baseline, cached.ratio_label = torch.equal(ours, full), runs[0], "x vs no cache"
+        timing = measure(lambda: generate(model, prompt, n_new, greedy=True))
+        runs.insert(0, Run(name, n_new, "ours, no cache (full re-run)", timing.best_wall, timing.best_cpu))
+        cached.same, cached.baseline = torch.equal(ours, timing.output), runs[0]
+        cached.ratio_label = "x vs no cache"
     if hf is not None:
-        hf_generate(hf, prompt, 8)  # warm-up
-        wall, cpu, theirs = timed(lambda: hf_generate(hf, prompt, n_new), repeats)
-        runs.append(Run(name, n_new, "HF generate (use_cache=True)", wall, cpu, torch.equal(ours, theirs)))
+        timing = measure(lambda: hf_generate(hf, prompt, n_new), min_run_time=SHORT_RUN_S)
+        runs.append(Run(name, n_new, "HF generate (use_cache=True)", timing.best_wall, timing.best_cpu,
+                        torch.equal(ours, timing.output)))
         # ratio written on the HF row: how much faster ours is (HF time / our time)
         runs[-1].baseline, runs[-1].ratio_label = cached, "x: ours vs HF"
     return runs
@@ -115,7 +107,7 @@ def print_decode_table(runs: list[Run]) -> None:
               f"{ratio:<28} {same}")
 
 
-def moe_rows(batch: int, seq: int, repeats: int = 3) -> list[dict]:
+def moe_rows(batch: int, seq: int) -> list[dict]:
     """Forward tokens/s: dense SwiGLU of hidden 2H against 8 experts of hidden H, top-2 (same active size)."""
     base = dict(vocab_size=512, dim=256, n_layers=4, n_heads=8, n_kv_heads=4, max_seq_len=seq)
     hidden = 352
@@ -130,8 +122,8 @@ def moe_rows(batch: int, seq: int, repeats: int = 3) -> list[dict]:
     for name, model in models.items():
         model.eval()
         with torch.no_grad():
-            model(ids)  # warm-up
-            wall, cpu, _ = timed(lambda m=model: m(ids), repeats)
+            timing = measure(lambda m=model: m(ids), min_run_time=SHORT_RUN_S)
+        wall, cpu = timing.best_wall, timing.best_cpu
         rows.append(dict(model=name, params=model.num_parameters(), active=model.num_parameters(active=True),
                          wall=wall, cpu=cpu, tok_s=batch * seq / wall, tok_cpu_s=batch * seq / cpu))
     return rows

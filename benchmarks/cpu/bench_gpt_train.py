@@ -6,24 +6,21 @@ batch 12, dropout 0, float32. Prints ms per iteration and tokens/s for both, and
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import torch
 import torch.nn.functional as F
 
 from benchmarks.cpu.single_file_gpt import SingleFileGPT
+from benchmarks.cpu.timing import measure
 from minimodels import GPT, CharDataset, GPTConfig, TrainConfig
 from minimodels.training.loop import make_optimizer
 
 SETTINGS = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12)
 
 
-def time_iterations(model, optimizer, get_batch, iters: int, warmup: int) -> list[float]:
-    """Milliseconds of each full training iteration (batch, forward, loss, backward, clip, step)."""
-    times = []
-    for i in range(warmup + iters):
-        start = time.perf_counter()
+def training_step(model, optimizer, get_batch):
+    """One full training iteration (batch, forward, loss, backward, clip, step), the same for both models."""
+
+    def step():
         x, y = get_batch("train")
         logits = model(x)
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
@@ -31,12 +28,11 @@ def time_iterations(model, optimizer, get_batch, iters: int, warmup: int) -> lis
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        if i >= warmup:
-            times.append((time.perf_counter() - start) * 1e3)
-    return times
+
+    return step
 
 
-def main(iters: int = 60, warmup: int = 10, rounds: int = 3) -> dict[str, float]:
+def main(seconds_per_round: float = 2.0, rounds: int = 3) -> dict[str, float]:
     torch.manual_seed(0)
     data = CharDataset.from_corpus()
     get_batch = data.batch_fn(SETTINGS["batch_size"], SETTINGS["block_size"])
@@ -51,7 +47,8 @@ def main(iters: int = 60, warmup: int = 10, rounds: int = 3) -> dict[str, float]
     medians: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):  # interleave rounds so that machine noise hits both alike
         for name, (model, optimizer) in runs.items():
-            medians[name].append(statistics.median(time_iterations(model, optimizer, get_batch, iters, warmup)))
+            timing = measure(training_step(model, optimizer, get_batch), min_run_time=seconds_per_round)
+            medians[name].append(timing.median_wall * 1e3)  # ms per iteration
     tokens = SETTINGS["batch_size"] * SETTINGS["block_size"]
     print(f"settings: {SETTINGS}, vocab {vocab}, float32, {torch.get_num_threads()} threads")
     result = {}

@@ -3,22 +3,20 @@
     python -m benchmarks.cpu selective_scan
 
 Batch 2, dim 64, N 16, L 1024, float32, input-dependent B and C, with D, z, delta_bias and softplus (a
-Mamba layer's call). Prints the median milliseconds of a few repeats of the forward and of forward +
-backward for both, and the speedup, all measured in this run (torch's default thread count).
+Mamba layer's call). Prints the median milliseconds per call of the forward and of forward + backward
+for both (`benchmarks.cpu.timing.measure`), and the speedup, all measured in this run (torch's default
+thread count).
 """
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import torch
 
+from benchmarks.cpu.timing import measure
 from kernels import selective_scan_chunked, selective_scan_ref
 
 BATCH, DIM, STATE, LENGTH = 2, 64, 16, 1024
-REPEATS = {"forward": 7, "forward+backward": 5}
-REF_REPEATS = {"forward": 5, "forward+backward": 3}  # the reference's backward takes seconds
+MIN_RUN_S = {"chunked": 2.0, "reference": 0.0}  # the reference's backward takes seconds: one timed call
 
 
 def make_inputs(seed: int = 0) -> dict:
@@ -37,21 +35,21 @@ def make_inputs(seed: int = 0) -> dict:
     )
 
 
-def median_ms(scan, inputs: dict, backward: bool, repeats: int) -> float:
-    """Median wall-clock milliseconds of one call (and its backward), after one warm-up call."""
-    times = []
-    for i in range(repeats + 1):
-        leaves = {k: (v.clone().requires_grad_(backward) if isinstance(v, torch.Tensor) else v)
-                  for k, v in inputs.items()}
-        start = time.perf_counter()
+def median_ms(scan, inputs: dict, backward: bool, min_run_time: float) -> float:
+    """Median wall-clock milliseconds of one call (and its backward), on inputs made fresh for each block."""
+
+    def fresh_inputs():
+        return ({k: (v.clone().requires_grad_(backward) if isinstance(v, torch.Tensor) else v)
+                 for k, v in inputs.items()},)
+
+    def call(leaves):
         if backward:
             scan(**leaves).sum().backward()
         else:
             with torch.no_grad():
                 scan(**leaves)
-        if i:  # the first call warms up
-            times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+
+    return measure(call, setup=fresh_inputs, min_run_time=min_run_time).median_wall * 1e3
 
 
 def main() -> list[dict]:
@@ -61,8 +59,8 @@ def main() -> list[dict]:
           f"{torch.get_num_threads()} threads")
     rows = []
     for mode, backward in (("forward", False), ("forward+backward", True)):
-        chunked = median_ms(selective_scan_chunked, inputs, backward, REPEATS[mode])
-        ref = median_ms(selective_scan_ref, inputs, backward, REF_REPEATS[mode])
+        chunked = median_ms(selective_scan_chunked, inputs, backward, MIN_RUN_S["chunked"])
+        ref = median_ms(selective_scan_ref, inputs, backward, MIN_RUN_S["reference"])
         rows.append(dict(mode=mode, chunked_ms=chunked, ref_ms=ref, speedup=ref / chunked))
         print(f"{mode:>17}: chunked {chunked:8.1f} ms   sequential reference {ref:8.1f} ms   "
               f"speedup {ref / chunked:5.1f}x")

@@ -11,19 +11,13 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.gpu.common import copy_bandwidth_gbs, time_ms
+from benchmarks.gpu.common import compiled, copy_bandwidth_gbs, time_ms
 from kernels import rms_norm, rms_norm_ref
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 SHAPES = [(4096, 4096), (8192, 4096), (16384, 4096), (32768, 4096)] + [
     (16384, n) for n in (1024, 2048, 8192, 16384)
 ]
-
-
-def compiled(fn):
-    """torch.compile of `fn` with fresh caches, so that every shape compiles once (no recompile limit)."""
-    torch._dynamo.reset()
-    return torch.compile(fn, dynamic=False)
 
 
 def bench_shape(m: int, n: int, dtype: torch.dtype, copy_gbs: float) -> list[dict]:

@@ -70,11 +70,11 @@ def make_call(scan, inputs: dict, backward: bool):
 
 
 def providers(length: int):
-    compiled = torch.compile(selective_scan_chunked, dynamic=False)
+    scan_compiled = common.compiled(selective_scan_chunked)
     found = {
         "triton": selective_scan,
         "torch_chunked": lambda **kw: selective_scan_chunked(**kw, chunk_size=CHUNK),
-        "torch_chunked_compiled": lambda **kw: compiled(**kw, chunk_size=CHUNK),
+        "torch_chunked_compiled": lambda **kw: scan_compiled(**kw, chunk_size=CHUNK),
     }
     if length == min(LENGTHS):
         found["sequential_ref"] = selective_scan_ref

@@ -1,4 +1,5 @@
-"""Shared pieces of the GPU benchmarks: the environment row, timing, and the copy-bandwidth ceiling."""
+"""Shared pieces of the GPU benchmarks: the environment row, timing, torch.compile baselines, and the
+copy-bandwidth ceiling."""
 
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ def time_ms(fn, warmup_ms: int = 25, rep_ms: int = 100) -> float:
     from triton.testing import do_bench
 
     return float(do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median"))
+
+
+def compiled(fn):
+    """torch.compile of `fn` with fresh caches, so that every shape compiles once (no recompile limit)."""
+    torch._dynamo.reset()
+    return torch.compile(fn, dynamic=False)
 
 
 def copy_bandwidth_gbs(n_bytes: int = 1 << 30) -> float:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from minimodels.hf import strip_prefix
+from minimodels.hf import load_converted, strip_prefix
 from minimodels.models.gpt import GPT, GPTConfig
 
 HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
@@ -44,7 +44,7 @@ def gpt_config_from_hf(hf_config: dict) -> GPTConfig:
 
 def gpt_state_from_hf(hf_state: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, torch.Tensor]:
     """Rename (and transpose) GPT-2 tensors into the course GPT's state dict."""
-    src = strip_prefix(hf_state, "transformer.")
+    src = strip_prefix(hf_state, "transformer.", "GPT-2")
     out = {"wte.weight": src["wte.weight"], "wpe.weight": src["wpe.weight"],
            "ln_f.weight": src["ln_f.weight"], "ln_f.bias": src["ln_f.bias"]}
     out["lm_head.weight"] = src["wte.weight"] if config.tie_embeddings else src["lm_head.weight"]
@@ -60,9 +60,9 @@ def gpt_state_from_hf(hf_state: dict[str, torch.Tensor], config: GPTConfig) -> d
 
 def _build(hf_config: dict, hf_state: dict[str, torch.Tensor]) -> GPT:
     config = gpt_config_from_hf(hf_config)
-    model = GPT(config)
-    model.load_state_dict(gpt_state_from_hf(hf_state, config), strict=True)
-    return model.to(next(iter(hf_state.values())).dtype).eval()
+    state = gpt_state_from_hf(hf_state, config)
+    model = load_converted(GPT(config), state, "GPT-2")
+    return model.to(state["wte.weight"].dtype).eval()
 
 
 def gpt_from_hf(hf_model: torch.nn.Module) -> GPT:

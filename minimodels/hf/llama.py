@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from minimodels.hf import strip_prefix
+from minimodels.hf import load_converted, strip_prefix
 from minimodels.models.llama import Llama, LlamaConfig
 
 SUPPORTED = ("LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM")
@@ -71,14 +71,15 @@ def _expert_weights(src: dict[str, torch.Tensor], prefix: str, e: int, hidden: i
                 "down_proj": src[f"{prefix}experts.down_proj"][e]}
     base = f"{prefix}experts.{e}."
     if f"{base}w1.weight" not in src:
-        raise KeyError(f"no weights for expert {e} under {prefix!r} (expected gate_up_proj or w1..w3)")
+        raise ValueError(f"from_hf: no weights for expert {e} under {prefix!r} (expected experts.gate_up_proj "
+                         f"or experts.{e}.w1/w2/w3)")
     return {"gate_proj": src[f"{base}w1.weight"], "up_proj": src[f"{base}w3.weight"],
             "down_proj": src[f"{base}w2.weight"]}
 
 
 def llama_state_from_hf(hf_state: dict[str, torch.Tensor], config: LlamaConfig) -> dict[str, torch.Tensor]:
     """Rename Hugging Face tensors into the course Llama's state dict."""
-    src = strip_prefix(hf_state, "model.")
+    src = strip_prefix(hf_state, "model.", "Llama-family")
     out = {"embed.weight": src["embed_tokens.weight"], "norm.weight": src["norm.weight"]}
     out["lm_head.weight"] = src["embed_tokens.weight"] if config.tie_embeddings else src["lm_head.weight"]
     for i in range(config.n_layers):
@@ -107,7 +108,6 @@ def llama_from_hf(hf_model: torch.nn.Module) -> Llama:
             f"llama_from_hf does not support {name}; supported Hugging Face classes: {', '.join(SUPPORTED)}"
         )
     config = llama_config_from_hf(hf_model.config.to_dict(), name)
-    hf_state = hf_model.state_dict()
-    model = Llama(config)
-    model.load_state_dict(llama_state_from_hf(hf_state, config), strict=True)
-    return model.to(hf_state["model.embed_tokens.weight"].dtype).eval()
+    state = llama_state_from_hf(hf_model.state_dict(), config)
+    model = load_converted(Llama(config), state, name)
+    return model.to(state["embed.weight"].dtype).eval()

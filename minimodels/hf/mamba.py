@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from minimodels.hf import strip_prefix
+from minimodels.hf import load_converted, strip_prefix
 from minimodels.models.mamba import MambaConfig, MambaLM
 
 
@@ -48,12 +48,19 @@ def mamba_config_from_hf(hf_config: dict) -> MambaConfig:
 def mamba_state_from_hf(hf_state: dict[str, torch.Tensor], config: MambaConfig) -> dict[str, torch.Tensor]:
     """Rename a MambaForCausalLM state dict into MambaLM's."""
     out = {}
-    for key, value in strip_prefix(hf_state, "backbone.").items():
+    for key, value in strip_prefix(hf_state, "backbone.", "Mamba").items():
         if key.startswith(("embeddings.", "embedding.")):
             key = "embedding." + key.split(".", 1)[1]
         out[key] = value
-    if config.tie_embeddings or "lm_head.weight" not in out:
+    if "embedding.weight" not in out:
+        raise ValueError(f"from_hf: the Mamba checkpoint has no embeddings.weight; it holds {sorted(out)[:3]}, ...")
+    if config.tie_embeddings:
         out["lm_head.weight"] = out["embedding.weight"]
+    elif "lm_head.weight" not in out:
+        raise ValueError(
+            "from_hf: the Mamba config has tie_word_embeddings=False, but the checkpoint holds no lm_head.weight; "
+            "an untied head cannot be rebuilt from the embedding (tie it in the config if that is what you mean)"
+        )
     return {k: v.detach().clone().contiguous() for k, v in out.items()}
 
 
@@ -61,6 +68,5 @@ def mamba_from_hf(hf_model: torch.nn.Module) -> MambaLM:
     """The course MambaLM with the weights of a transformers MambaForCausalLM."""
     config = mamba_config_from_hf(hf_model.config.to_dict())
     state = mamba_state_from_hf(hf_model.state_dict(), config)
-    model = MambaLM(config)
-    model.load_state_dict(state, strict=True)
+    model = load_converted(MambaLM(config), state, "Mamba")
     return model.to(state["embedding.weight"].dtype).eval()

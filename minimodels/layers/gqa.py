@@ -35,6 +35,9 @@ class GroupedQueryAttention(nn.Module):
             raise ValueError(f"n_kv_heads={n_kv_heads} must divide n_heads={n_heads}")
         if window is not None and window < 1:
             raise ValueError(f"window must be >= 1 or None, got {window}")
+        if use_kernels and dropout > 0:
+            raise ValueError(f"dropout={dropout} cannot be used with use_kernels=True: the Triton attention kernel "
+                             f"has no dropout; set dropout=0 or use_kernels=False")
         self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
         self.window = window
         self.dropout = dropout

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kernels.ops.rms_norm.ref import rms_norm_ref
+
 
 class LayerNorm(nn.Module):
     """(x - mean) / sqrt(var + eps) * weight (+ bias) over the last dimension."""
@@ -32,7 +34,10 @@ class LayerNorm(nn.Module):
 
 
 class RMSNorm(nn.Module):
-    """x / sqrt(mean(x^2) + eps) * weight on the last dimension: normalized in float32, cast back, scaled."""
+    """x / sqrt(mean(x^2) + eps) * weight on the last dimension: normalized in float32, cast back, scaled.
+
+    The formula is `kernels.rms_norm_ref` (the reference of the Triton kernel), so both paths share it.
+    """
 
     def __init__(self, dim: int, eps: float = 1e-6, use_kernels: bool = False):
         super().__init__()
@@ -47,10 +52,7 @@ class RMSNorm(nn.Module):
             import kernels  # imported here: only the kernel path needs triton
 
             return kernels.rms_norm(x, self.weight, self.eps)
-        dtype = x.dtype
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)  # unit root-mean-square
-        return self.weight * h.to(dtype)
+        return rms_norm_ref(x, self.weight, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.weight.numel()}, eps={self.eps}"

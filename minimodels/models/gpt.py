@@ -6,13 +6,17 @@ Same computation as Hugging Face's GPT2LMHeadModel, so `minimodels.from_hf` can 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+import numbers
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from minimodels.layers.attention import CausalSelfAttention
+from minimodels.models.inputs import check_token_ids
+from minimodels.runtime import num_parameters
 
 ACTIVATIONS = {"gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "gelu": F.gelu, "relu": F.relu}
 
@@ -34,7 +38,7 @@ class GPTConfig:
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
         if self.n_embd % self.n_head:
             raise ValueError(
@@ -42,15 +46,16 @@ class GPTConfig:
             )
         if self.mlp_hidden is None:
             self.mlp_hidden = 4 * self.n_embd
-        if self.mlp_hidden < 1:
-            raise ValueError(f"GPTConfig.mlp_hidden must be >= 1, got {self.mlp_hidden}")
-        if not 0.0 <= self.dropout < 1.0:
+        hidden = self.mlp_hidden
+        if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1:
+            raise ValueError(f"GPTConfig.mlp_hidden must be None (4 * n_embd) or a positive int, got {hidden!r}")
+        eps = self.layer_norm_eps
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(eps) or eps <= 0:
+            raise ValueError(f"GPTConfig.layer_norm_eps must be a finite number > 0, got {eps!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real) or not 0 <= self.dropout < 1:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"GPTConfig.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class MLP(nn.Module):
@@ -113,7 +118,8 @@ class GPT(nn.Module):
         return self.config.block_size
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
-        n = sum(p.numel() for p in self.parameters())
+        """Parameter count; exclude_embeddings drops the position table (the token table is the tied head)."""
+        n = num_parameters(self)
         if exclude_embeddings:
             n -= self.wpe.weight.numel()
         return n
@@ -121,6 +127,7 @@ class GPT(nn.Module):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch, time), got shape {tuple(input_ids.shape)}")
+        check_token_ids(input_ids, self.config.vocab_size)
         B, T = input_ids.shape
         if T > self.config.block_size:
             raise ValueError(

@@ -17,14 +17,17 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from kernels.ops.flash_attention.ref import HEAD_DIMS
 from minimodels.layers.gqa import GroupedQueryAttention
 from minimodels.layers.mlp import SwiGLU
 from minimodels.layers.moe import MoE, load_balancing_loss
 from minimodels.layers.norms import RMSNorm
 from minimodels.layers.rope import RotaryEmbedding
+from minimodels.models.inputs import check_token_ids
+from minimodels.runtime import num_parameters
+from minimodels.training.losses import token_cross_entropy
 
 
 @dataclass
@@ -91,12 +94,16 @@ class LlamaConfig:
             fail("dropout", "must be in [0, 1)")
         if self.use_kernels and self.dropout > 0:
             fail("use_kernels", f"the Triton attention kernel has no dropout; set dropout=0 (got {self.dropout})")
+        if self.use_kernels and self.head_dim not in HEAD_DIMS:
+            fail("head_dim", f"must be one of {HEAD_DIMS} with use_kernels=True (the head dims kernels.flash_attention "
+                             f"takes); change dim / n_heads or head_dim, or set use_kernels=False")
 
     @property
     def is_moe(self) -> bool:
         return bool(self.n_experts)
 
     def to_dict(self) -> dict:
+        """The fields as a dict, to build a variant: LlamaConfig(**{**config.to_dict(), "n_layers": 4})."""
         return asdict(self)
 
 
@@ -148,15 +155,16 @@ class Llama(nn.Module):
 
     def num_parameters(self, active: bool = False) -> int:
         """Parameter count; active=True counts only the top_k experts a token uses in each MoE layer."""
-        n = sum(p.numel() for p in self.parameters())
+        n = num_parameters(self)
         if active and self.config.is_moe:
-            per_expert = sum(p.numel() for p in self.layers[0].mlp.experts[0].parameters())
+            per_expert = num_parameters(self.layers[0].mlp.experts[0])
             n -= self.config.n_layers * (self.config.n_experts - self.config.top_k) * per_expert
         return n
 
     def forward(self, input_ids: torch.Tensor, cache=None) -> torch.Tensor:
         if input_ids.dim() != 2 or input_ids.size(1) < 1:
             raise ValueError(f"input_ids must be (batch, time), time >= 1, got {tuple(input_ids.shape)}")
+        check_token_ids(input_ids, self.config.vocab_size)
         T = input_ids.size(1)
         start = cache.length if cache is not None else 0
         cos, sin = self.rope(T, start, device=input_ids.device)  # (T, head_dim) at absolute positions
@@ -176,8 +184,7 @@ def llama_loss(model: Llama, inputs: torch.Tensor, targets: torch.Tensor) -> tor
 
     Same signature as train.train's `loss_fn`, so `train(model, get_batch, cfg, loss_fn=llama_loss)` works.
     """
-    logits = model(inputs)
-    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+    loss = token_cross_entropy(model(inputs), targets)
     if model.aux_loss is not None:
         loss = loss + model.config.router_aux_loss_coef * model.aux_loss
     return loss

@@ -17,15 +17,17 @@ The scan runs on the Triton kernel for CUDA tensors and on the chunked PyTorch s
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kernels.ops.selective_scan.chunked import selective_scan_chunked
-from kernels.ops.selective_scan.ref import selective_scan_ref, selective_state_update_ref
+from kernels.ops.selective_scan.ref import prepare_delta, selective_scan_ref, selective_state_update_ref
 from minimodels.layers.norms import RMSNorm
+from minimodels.models.inputs import check_token_ids
+from minimodels.runtime import num_parameters
 
 SCANS = ("auto", "chunked", "triton", "ref")
 
@@ -74,9 +76,6 @@ class MambaConfig:
     @property
     def d_inner(self) -> int:
         return self.expand * self.d_model
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -137,22 +136,24 @@ class MambaMixer(nn.Module):
         """Causal depthwise convolution then SiLU: x (B, d_inner, T) -> (B, d_inner, T)."""
         return F.silu(self.conv1d(x)[..., : x.shape[-1]])
 
+    def _scan_inputs(self, hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """From hidden (B, T, d_model): the conv input x_in, then the scan's u, z, dt (before bias and
+        softplus), all (B, d_inner, T), and B, C (B, N, T)."""
+        x_in, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)  # (B, d_inner, T) each
+        x = self._conv(x_in)
+        dt, B, C = self._selection(x.transpose(1, 2))  # (B, T, d_inner), (B, T, N), (B, T, N)
+        return x_in, x, z, dt.transpose(1, 2), B.transpose(1, 2), C.transpose(1, 2)
+
     def time_steps(self, hidden: torch.Tensor) -> torch.Tensor:
-        """delta = softplus(dt + dt_bias) (B, d_inner, T) for the block's input hidden (B, T, d_model)."""
-        x, _ = self.in_proj(hidden).chunk(2, dim=-1)  # (B, T, d_inner)
-        x = self._conv(x.transpose(1, 2)).transpose(1, 2)
-        dt, _, _ = self._selection(x)
-        return F.softplus(dt.float() + self.dt_proj.bias.float()).transpose(1, 2)
+        """The scan's delta = softplus(dt + dt_bias) (B, d_inner, T) for the block's input hidden (B, T, d_model)."""
+        _, _, _, dt, _, _ = self._scan_inputs(hidden)
+        return prepare_delta(dt, self.dt_proj.bias.float(), softplus=True)
 
     def forward(self, hidden: torch.Tensor, return_state: bool = False):
         """hidden (B, T, d_model) -> (B, T, d_model); with return_state also (conv_state, ssm_state)."""
         T = hidden.shape[1]
-        x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)  # (B, d_inner, T) each
-        x_in = x
-        x = self._conv(x)
-        dt, B, C = self._selection(x.transpose(1, 2))  # (B, T, d_inner), (B, T, N), (B, T, N)
-        args = (x, dt.transpose(1, 2), self.A(), B.transpose(1, 2), C.transpose(1, 2), self.D.float(), z,
-                self.dt_proj.bias.float())
+        x_in, x, z, dt, B, C = self._scan_inputs(hidden)
+        args = (x, dt, self.A(), B, C, self.D.float(), z, self.dt_proj.bias.float())
         kwargs = dict(delta_softplus=True, return_last_state=return_state)
         kind = self.config.scan
         if _use_triton(kind, x):
@@ -244,11 +245,12 @@ class MambaLM(nn.Module):
             mixer.out_proj.weight /= math.sqrt(self.config.n_layers)
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        return num_parameters(self)
 
     def _check_ids(self, input_ids: torch.Tensor) -> None:
         if input_ids.dim() != 2 or input_ids.shape[1] < 1:
             raise ValueError(f"input_ids must be (batch, time) with time >= 1, got shape {tuple(input_ids.shape)}")
+        check_token_ids(input_ids, self.config.vocab_size)
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:
         return self.lm_head(self.norm_f(x).to(self.lm_head.weight.dtype))
@@ -284,6 +286,7 @@ class MambaLM(nn.Module):
         """Read one token per sequence, token_ids (B,); update `state` in place; return logits (B, V)."""
         if token_ids.dim() != 1:
             raise ValueError(f"token_ids must be (batch,), got shape {tuple(token_ids.shape)}")
+        check_token_ids(token_ids, self.config.vocab_size, "token_ids")
         if len(state.ssm) != len(self.layers) or state.ssm[0].shape[0] != token_ids.shape[0]:
             raise ValueError(
                 f"state holds {len(state.ssm)} layers of batch {state.ssm[0].shape[0]}; the model has "

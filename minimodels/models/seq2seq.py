@@ -12,12 +12,13 @@ Sources are right-padded with `pad_id`; padding is masked out of the attention a
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from minimodels.training.losses import token_cross_entropy
 
 
 @dataclass
@@ -48,9 +49,6 @@ class Seq2SeqConfig:
                                  f"got {value!r}")
         if len(set(specials.values())) != 3:
             raise ValueError(f"Seq2SeqConfig.pad_id, bos_id and eos_id must be distinct, got {specials}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class EncoderOutput(NamedTuple):
@@ -204,7 +202,4 @@ def teacher_forcing_loss(
 ) -> torch.Tensor:
     """Cross-entropy of model(src, tgt_in) against tgt_out, ignoring PAD: the loss_fn for minimodels.training.loop."""
     src, tgt_in = inputs
-    logits = model(src, tgt_in)  # (B, T, V)
-    return F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=model.config.pad_id
-    )
+    return token_cross_entropy(model(src, tgt_in), targets, ignore_index=model.config.pad_id)  # logits (B, T, V)

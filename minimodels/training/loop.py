@@ -17,18 +17,30 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from minimodels.runtime import progress_bar
 from minimodels.training.distributed import all_reduce_mean, current_context, no_grad_sync
+from minimodels.training.losses import next_token_loss
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+__all__ = ["History", "TrainConfig", "estimate_loss", "lr_at", "make_optimizer", "next_token_loss", "state_bytes",
+           "train"]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -50,19 +62,30 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32", "bf16" (torch.autocast, CPU or GPU) or "fp16" (autocast + GradScaler, GPU)
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        def fail(name: str, reason: str):
+            raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: {reason}")
+
         for name in ("max_iters", "eval_interval", "eval_iters", "grad_accum_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup_iters < 0:
-            raise ValueError(f"TrainConfig.warmup_iters must be >= 0, got {self.warmup_iters}")
-        if self.lr <= 0:
-            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                fail(name, "must be an int >= 1")
+        if self.precision not in PRECISIONS:
+            fail("precision", f"must be one of {PRECISIONS}")
+        if not _is_int(self.warmup_iters) or self.warmup_iters < 0:
+            fail("warmup_iters", "must be an int >= 0")
+        if not _is_real(self.lr) or self.lr <= 0:
+            fail("lr", "must be a finite number > 0")
         if self.min_lr is None:
             self.min_lr = self.lr / 10
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError(f"TrainConfig.grad_clip must be > 0 or None, got {self.grad_clip}")
+        if not _is_real(self.min_lr) or not 0 <= self.min_lr <= self.lr:
+            fail("min_lr", f"must be a number in [0, lr={self.lr}]: the cosine decays from lr down to min_lr")
+        if not _is_real(self.weight_decay) or self.weight_decay < 0:
+            fail("weight_decay", "must be a finite number >= 0")
+        pair = isinstance(self.betas, (tuple, list)) and len(self.betas) == 2
+        if not pair or not all(_is_real(b) and 0 <= b < 1 for b in self.betas):
+            fail("betas", "must be two numbers in [0, 1)")
+        if self.grad_clip is not None and (not _is_real(self.grad_clip) or self.grad_clip <= 0):
+            fail("grad_clip", "must be a finite number > 0, or None to disable clipping")
+        self.betas = tuple(self.betas)
 
 
 @dataclass
@@ -71,7 +94,7 @@ class History:
 
     train_loss: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
-    grad_norm: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)  # global gradient norm, before clipping
     val_iters: list[int] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)  # wall time of each optimizer step
@@ -92,7 +115,7 @@ def _local_bytes(tensors) -> int:
 
 def state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, int]:
     """Parameter, gradient and optimizer-state bytes held by this process."""
-    params = [p for p in model.parameters()]
+    params = list(model.parameters())
     return {
         "parameters": _local_bytes(params),
         "gradients": _local_bytes(p.grad for p in params),
@@ -129,10 +152,26 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.A
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, **extra)
 
 
-def next_token_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of model(inputs) logits (B, T, V) against targets (B, T)."""
-    logits = model(inputs)
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+def unpack_batch(batch, split: str) -> Batch:
+    """The (inputs, targets) pair that get_batch(split) must return; a TypeError saying so otherwise."""
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    got = (f"a tensor of shape {tuple(batch.shape)}" if isinstance(batch, torch.Tensor)
+           else f"a {type(batch).__name__} of length {len(batch)}" if isinstance(batch, (tuple, list))
+           else f"a {type(batch).__name__}")
+    raise TypeError(f"get_batch({split!r}) must return a pair (inputs, targets), got {got}")
+
+
+def grad_norm(parameters: list[torch.nn.Parameter], clip: float | None) -> float:
+    """Global norm of the gradients (before clipping); with `clip`, scale them down to at most that norm."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        raise ValueError(
+            "no parameter of the model received a gradient: the loss must be computed from the model's output "
+            "(check loss_fn, and that the parameters it should train have requires_grad=True)"
+        )
+    norm = torch.nn.utils.get_total_norm(grads) if clip is None else torch.nn.utils.clip_grad_norm_(parameters, clip)
+    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # a DTensor under FSDP
 
 
 @torch.no_grad()
@@ -144,10 +183,12 @@ def estimate_loss(
 
     Under torchrun each rank scores its own shard and the result is the mean over ranks.
     """
+    if not _is_int(iters) or iters < 1:
+        raise ValueError(f"estimate_loss: iters must be an int >= 1, got {iters!r}")
     was_training = model.training
     model.eval()
     try:
-        total = sum(loss_fn(model, *get_batch(split)).item() for _ in range(iters))
+        total = sum(loss_fn(model, *unpack_batch(get_batch(split), split)).item() for _ in range(iters))
     finally:
         model.train(was_training)
     return all_reduce_mean(total / iters)
@@ -159,11 +200,6 @@ def _autocast(precision: str, device: torch.device):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _model_device(model: torch.nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 def train(
@@ -179,9 +215,14 @@ def train(
     micro-step only, and History holds the mean over ranks of each step's loss.
     """
     config = config or TrainConfig()
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"train: config must be a TrainConfig, got {type(config).__name__}")
     loss_fn = loss_fn or next_token_loss
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if not parameters:
+        raise ValueError(f"train: {type(model).__name__} has no parameter with requires_grad=True to train")
     ctx = current_context()
-    device = _model_device(model)
+    device = parameters[0].device
     if config.precision == "fp16" and device.type != "cuda":
         raise ValueError("TrainConfig.precision='fp16' needs a CUDA model (GradScaler); use 'bf16' on CPU")
     scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
@@ -200,13 +241,17 @@ def train(
         for micro in range(steps):
             with no_grad_sync(model, enabled=micro < steps - 1):  # all-reduce on the last micro-step only
                 with _autocast(config.precision, device):
-                    loss = loss_fn(model, *get_batch("train")) / steps
+                    loss = loss_fn(model, *unpack_batch(get_batch("train"), "train"))
+                if not isinstance(loss, torch.Tensor) or loss.dim() != 0 or not loss.requires_grad:
+                    got = f"shape {tuple(loss.shape)}, requires_grad={loss.requires_grad}" if isinstance(
+                        loss, torch.Tensor) else type(loss).__name__
+                    raise ValueError(f"train: loss_fn must return a scalar tensor that requires grad, got {got}")
+                loss = loss / steps
                 (scaler.scale(loss) if scaler else loss).backward()
             step_loss += loss.item()
         if scaler:
             scaler.unscale_(optimizer)
-        max_norm = config.grad_clip if config.grad_clip is not None else float("inf")  # inf: measure only
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        norm = grad_norm(parameters, config.grad_clip)
         if scaler:
             scaler.step(optimizer)
             scaler.update()
@@ -215,7 +260,7 @@ def train(
         history.step_seconds.append(time.perf_counter() - started)
         history.train_loss.append(all_reduce_mean(step_loss, ctx))
         history.lr.append(lr)
-        history.grad_norm.append(float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))
+        history.grad_norm.append(norm)
         last = it == config.max_iters - 1
         if (it + 1) % config.eval_interval == 0 or last:
             with _autocast(config.precision, device):

@@ -7,10 +7,13 @@ kernels/ops/flash_attention/triton.py.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
 from kernels.masks import attention_mask
+
+HEAD_DIMS = (16, 32, 64, 128)  # head dims the Triton kernels take (powers of two that tl.dot tiles)
 
 
 def flash_attention_ref(
@@ -22,10 +25,9 @@ def flash_attention_ref(
     scale: float | None = None,
 ) -> torch.Tensor:
     """Reference: explicit mask and softmax in float32, k and v repeated over each query-head group."""
-    check_arguments("flash_attention_ref", q, k, v, causal, window)
+    scale = check_arguments("flash_attention_ref", q, k, v, causal, window, scale)
     B, Hq, T, D = q.shape
     Hkv, S = k.shape[1], k.shape[2]
-    scale = 1.0 / math.sqrt(D) if scale is None else scale
     k_full = k.float().repeat_interleave(Hq // Hkv, dim=1)  # (B, Hq, S, D)
     v_full = v.float().repeat_interleave(Hq // Hkv, dim=1)  # (B, Hq, S, D)
     scores = q.float() @ k_full.transpose(-1, -2) * scale  # (B, Hq, T, S)
@@ -37,8 +39,11 @@ def flash_attention_ref(
     return (probs @ v_full).to(q.dtype)  # (B, Hq, T, D)
 
 
-def check_arguments(op: str, q, k, v, causal: bool, window) -> None:
-    """Shape and mask checks shared by the kernel and the reference (clear errors at the entry)."""
+def check_arguments(op: str, q, k, v, causal: bool, window, scale) -> float:
+    """Shape, mask and scale checks shared by the kernel and the reference; returns the scale to use.
+
+    scale: None (1 / sqrt(D)) or a finite real number > 0.
+    """
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
@@ -67,3 +72,10 @@ def check_arguments(op: str, q, k, v, causal: bool, window) -> None:
             raise ValueError(f"{op}: window must be >= 1, got {window}")
         if not causal:
             raise ValueError(f"{op}: window={window} requires causal=True (a sliding window looks back only)")
+    if scale is None:
+        return 1.0 / math.sqrt(q.shape[3])
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise TypeError(f"{op}: scale must be None or a real number, got {type(scale).__name__} {scale!r}")
+    if not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"{op}: scale must be finite and > 0 (None means 1 / sqrt(D)), got {scale}")
+    return float(scale)

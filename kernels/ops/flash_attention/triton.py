@@ -17,7 +17,8 @@ Semantics (shared by `flash_attention` and `flash_attention_ref`):
 - A query row whose mask is empty (only possible when T > S with causal) outputs zeros; its logsumexp
   is -inf, handled without NaN in the forward and the backward.
 - Output (B, Hq, T, D) in q's dtype; arithmetic is float32 inside the kernels (float32 inputs multiply
-  in full float32, not TF32). Inputs may be strided views, with unit stride on D.
+  in full float32, not TF32). Inputs may be strided views: the kernels follow their strides, and a view
+  whose D axis is not contiguous is copied contiguous first.
 - D must be a power of two between 16 and 128 (16, 32, 64, 128); other head dims raise a ValueError
   (they are not padded).
 
@@ -28,19 +29,16 @@ tiles (window edge, diagonal, sequence end) apply it.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import triton
 import triton.language as tl
 
-from kernels.ops.flash_attention.ref import check_arguments
+from kernels.ops.flash_attention.ref import HEAD_DIMS, check_arguments
 from kernels.runtime import check_dtype, check_launchable, on_device, record_kernel_import
 
 record_kernel_import()  # the kernels below are decorated now, compiled or interpreted
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-HEAD_DIMS = (16, 32, 64, 128)
 
 # Block sizes under the interpreter (tl.dot needs >= 16 in every dimension). Module constants, so that
 # tests can change them; on a GPU the autotuner picks among the configs below.
@@ -107,6 +105,18 @@ def _query_range(start_n, T, S, window, BLOCK_M: tl.constexpr, BLOCK_N: tl.const
 
 
 @triton.jit
+def _visible(keys, pos, S, window, CAUSAL: tl.constexpr, WINDOWED: tl.constexpr):
+    """True where a query at absolute position `pos` may see the key at position `keys` (shapes broadcast):
+    keys inside the sequence, not after the query (causal), and inside its window of the W latest."""
+    keep = keys < S
+    if CAUSAL:
+        keep = keep & (keys <= pos)
+    if WINDOWED:
+        keep = keep & (keys > pos - window)
+    return keep
+
+
+@triton.jit
 def _load_kv_tile(k_base, v_base, stride_ks, stride_vs, offs_n, offs_d, S, MASKED: tl.constexpr):
     """The (BLOCK_N, D) key and value tiles at rows offs_n; rows past S read as zeros on masked tiles."""
     k_ptrs = k_base + offs_n[:, None] * stride_ks + offs_d[None, :]
@@ -132,11 +142,7 @@ def _fwd_tiles(acc, l_i, m_i, q, k_base, v_base, stride_ks, stride_vs, pos, lo, 
         k, v = _load_kv_tile(k_base, v_base, stride_ks, stride_vs, offs_n, offs_d, S, MASKED)  # (BLOCK_N, D)
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N), base 2
         if MASKED:
-            keep = offs_n[None, :] < S
-            if CAUSAL:
-                keep = keep & (offs_n[None, :] <= pos[:, None])
-            if WINDOWED:
-                keep = keep & (offs_n[None, :] > pos[:, None] - window)
+            keep = _visible(offs_n[None, :], pos[:, None], S, window, CAUSAL, WINDOWED)  # (BLOCK_M, BLOCK_N)
             qk = tl.where(keep, qk, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(qk, 1))
             m_shift = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row with no key yet: avoid -inf - -inf
@@ -244,12 +250,7 @@ def _dkdv_tiles(dk, dv, k, v, q_base, do_base, LSE2, DELTA, row, stride_qt, stri
         p_t = tl.math.exp2(qk_t - lse2[None, :])  # recomputed probabilities, transposed
         if MASKED:
             pos = offs_m + (S - T)
-            keep = offs_n[:, None] < S
-            if CAUSAL:
-                keep = keep & (offs_n[:, None] <= pos[None, :])
-            if WINDOWED:
-                keep = keep & (offs_n[:, None] > pos[None, :] - window)
-            p_t = tl.where(keep, p_t, 0.0)
+            p_t = tl.where(_visible(offs_n[:, None], pos[None, :], S, window, CAUSAL, WINDOWED), p_t, 0.0)
         dv = tl.dot(p_t.to(do.dtype), do, dv, input_precision=DOT_PRECISION)  # dV += P^T dO
         dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)  # (BLOCK_N, BLOCK_M) = (dO V^T)^T
         ds_t = p_t * (dp_t - delta[None, :])
@@ -317,12 +318,7 @@ def _dq_tiles(dq, q, do, lse2, delta, k_base, v_base, stride_ks, stride_vs, pos,
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N)
         p = tl.math.exp2(qk - lse2[:, None])
         if MASKED:
-            keep = offs_n[None, :] < S
-            if CAUSAL:
-                keep = keep & (offs_n[None, :] <= pos[:, None])
-            if WINDOWED:
-                keep = keep & (offs_n[None, :] > pos[:, None] - window)
-            p = tl.where(keep, p, 0.0)
+            p = tl.where(_visible(offs_n[None, :], pos[:, None], S, window, CAUSAL, WINDOWED), p, 0.0)
         dp = tl.dot(do, tl.trans(v), input_precision=DOT_PRECISION)  # (BLOCK_M, BLOCK_N)
         ds = p * (dp - delta[:, None])
         dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=DOT_PRECISION)  # dQ += dS K (scale applied later)
@@ -399,13 +395,13 @@ _TUNED = {
 }
 
 
-def _launch(name: str, grid, *args, **meta) -> None:
+def _launch(name: str, grid, **args) -> None:
     """Autotuned launch on CUDA; fixed small blocks under the interpreter (no timing on CPU)."""
-    if args[0].device.type == "cuda":
-        _TUNED[name, "small" if meta["HEAD_DIM"] <= 64 else "large"][grid](*args, **meta)
+    if args["Q"].device.type == "cuda":
+        _TUNED[name, "small" if args["HEAD_DIM"] <= 64 else "large"][grid](**args)
     else:
         blocks = {"BLOCK_M": INTERPRETER_BLOCK_M, "BLOCK_N": INTERPRETER_BLOCK_N}
-        _KERNELS[name][grid(blocks)](*args, **meta, **blocks)
+        _KERNELS[name][grid(blocks)](**args, **blocks)
 
 
 def _bucket(n: int) -> int:
@@ -413,21 +409,30 @@ def _bucket(n: int) -> int:
     return min(triton.next_power_of_2(n), 4096)
 
 
-def _row_strides(t: torch.Tensor) -> tuple[int, int, int]:
-    return t.stride(0), t.stride(1), t.stride(2)
+def _strides(name: str, t: torch.Tensor, row: str) -> dict[str, int]:
+    """The kernels' stride_<name>b, stride_<name>h, stride_<name><row> of a (B, H, rows, D) tensor (unit D stride)."""
+    return {f"stride_{name}b": t.stride(0), f"stride_{name}h": t.stride(1), f"stride_{name}{row}": t.stride(2)}
+
+
+def _shared(q, k, causal: bool, window: int | None, scale: float) -> dict:
+    """Arguments every forward and backward launch takes: sizes, mask, scale, autotuner buckets."""
+    T, S = q.shape[2], k.shape[2]
+    return dict(
+        Q=q, K=k, T=T, S=S, GROUP=q.shape[1] // k.shape[1], window=window or 0, qk_scale=scale * _LOG2E.value,
+        Q_BUCKET=_bucket(T), K_BUCKET=_bucket(S), HEAD_DIM=q.shape[3], CAUSAL=causal,
+        WINDOWED=window is not None, DOT_PRECISION=_dot_precision(q.dtype),
+        **_strides("q", q, "t"), **_strides("k", k, "s"),
+    )
 
 
 def _forward(q, k, v, causal: bool, window: int | None, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Launch the forward kernel; return the output and the base-2 logsumexp (B, Hq, T) float32."""
     B, H, T, D = q.shape
-    S = k.shape[2]
     out = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device)
     lse2 = torch.empty((B, H, T), dtype=torch.float32, device=q.device)
     grid = lambda meta: (triton.cdiv(T, meta["BLOCK_M"]), H, B)
-    _launch("fwd", grid, q, k, v, out, lse2,
-            *_row_strides(q), *_row_strides(k), *_row_strides(v), *_row_strides(out),
-            H, T, S, H // k.shape[1], window or 0, scale * _LOG2E.value, _bucket(T), _bucket(S),
-            HEAD_DIM=D, CAUSAL=causal, WINDOWED=window is not None, DOT_PRECISION=_dot_precision(q.dtype))
+    _launch("fwd", grid, **_shared(q, k, causal, window, scale), V=v, O=out, LSE2=lse2, H=H,
+            **_strides("v", v, "s"), **_strides("o", out, "t"))
     return out, lse2
 
 
@@ -438,23 +443,18 @@ def _backward(q, k, v, out, lse2, do, causal: bool, window: int | None, scale: f
     delta = torch.empty((B, H, T), dtype=torch.float32, device=q.device)
     block = 64 if q.device.type == "cuda" else INTERPRETER_BLOCK_M
     _bwd_delta_kernel[(triton.cdiv(T, block), H, B)](
-        out, do, delta, *_row_strides(out), *_row_strides(do), H, T, HEAD_DIM=D, BLOCK_M=block
+        O=out, DO=do, DELTA=delta, **_strides("o", out, "t"), **_strides("d", do, "t"), H=H, T=T,
+        HEAD_DIM=D, BLOCK_M=block,
     )
     dq = torch.empty((B, H, T, D), dtype=q.dtype, device=q.device)
     dk = torch.empty((B, H_KV, S, D), dtype=k.dtype, device=k.device)
     dv = torch.empty((B, H_KV, S, D), dtype=v.dtype, device=v.device)
-    common = dict(
-        HEAD_DIM=D, CAUSAL=causal, WINDOWED=window is not None, DOT_PRECISION=_dot_precision(q.dtype)
-    )
-    shape_args = (window or 0, scale, scale * _LOG2E.value, _bucket(T), _bucket(S))
-    _launch("dkdv", lambda meta: (triton.cdiv(S, meta["BLOCK_N"]), H_KV, B),
-            q, k, v, do, lse2, delta, dk, dv,
-            *_row_strides(q), *_row_strides(k), *_row_strides(v), *_row_strides(do), *_row_strides(dk),
-            *_row_strides(dv), H, H_KV, T, S, H // H_KV, *shape_args, **common)
-    _launch("dq", lambda meta: (triton.cdiv(T, meta["BLOCK_M"]), H, B),
-            q, k, v, do, lse2, delta, dq,
-            *_row_strides(q), *_row_strides(k), *_row_strides(v), *_row_strides(do), *_row_strides(dq),
-            H, T, S, H // H_KV, *shape_args, **common)
+    common = dict(**_shared(q, k, causal, window, scale), V=v, DO=do, LSE2=lse2, DELTA=delta, H=H, sm_scale=scale,
+                  **_strides("v", v, "s"), **_strides("d", do, "t"))
+    _launch("dkdv", lambda meta: (triton.cdiv(S, meta["BLOCK_N"]), H_KV, B), **common, DK=dk, DV=dv, H_KV=H_KV,
+            **_strides("dk", dk, "s"), **_strides("dv", dv, "s"))
+    _launch("dq", lambda meta: (triton.cdiv(T, meta["BLOCK_M"]), H, B), **common, DQ=dq,
+            **_strides("dq", dq, "t"))
     return dq, dk, dv
 
 
@@ -484,7 +484,7 @@ class _FlashAttention(torch.autograd.Function):
 
 def _prepare(op: str, q, k, v, causal: bool, window, scale):
     """Validate the inputs; return them with a unit stride on the head dim, and the scale."""
-    check_arguments(op, q, k, v, causal, window)
+    scale = check_arguments(op, q, k, v, causal, window, scale)
     check_launchable(op, q=q, k=k, v=v)
     check_dtype(op, "q", q, DTYPES)
     for name, t in (("k", k), ("v", v)):
@@ -498,7 +498,7 @@ def _prepare(op: str, q, k, v, causal: bool, window, scale):
         if t.shape[2] * t.stride(2) >= 2**31:
             raise ValueError(f"{op}: {name} is too long for 32-bit row offsets (length {t.shape[2]}, "
                              f"row stride {t.stride(2)})")
-    return q, k, v, (1.0 / math.sqrt(D) if scale is None else float(scale))
+    return q, k, v, scale
 
 
 def flash_attention(

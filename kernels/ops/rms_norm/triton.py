@@ -26,6 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.ops.rms_norm.ref import check_eps
 from kernels.runtime import check_dtype, check_launchable, num_warps_for, on_device, record_kernel_import
 
 record_kernel_import()  # the kernels below are decorated now, compiled or interpreted
@@ -162,9 +163,10 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.
         )
     if n_cols > MAX_WIDTH:
         raise ValueError(f"rms_norm: rows up to {MAX_WIDTH} wide are supported, got x.shape[-1] = {n_cols}")
+    eps = check_eps("rms_norm", eps)
     check_launchable("rms_norm", x=x, weight=weight)
     check_dtype("rms_norm", "x", x, DTYPES)
     check_dtype("rms_norm", "weight", weight, DTYPES)
     n_rows = math.prod(x.shape[:-1])
-    y2d = _RMSNorm.apply(x.contiguous().view(n_rows, n_cols), weight.contiguous(), float(eps))  # (M, N)
+    y2d = _RMSNorm.apply(x.contiguous().view(n_rows, n_cols), weight.contiguous(), eps)  # (M, N)
     return y2d.view(x.shape)

@@ -23,19 +23,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from kernels.runtime import check_same_device
+
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _DTYPE_NAMES = "float32, float16 or bfloat16"
 
 
 def _name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
-
-
-def _check_same_device(op: str, **tensors: torch.Tensor | None) -> None:
-    devices = {name: t.device for name, t in tensors.items() if t is not None}
-    if len(set(devices.values())) > 1:
-        listed = ", ".join(f"{name} on {dev}" for name, dev in devices.items())
-        raise ValueError(f"{op}: all tensors must be on one device, got {listed}")
 
 
 def _check_float32(op: str, name: str, t: torch.Tensor | None) -> None:
@@ -84,7 +79,7 @@ def check_scan_inputs(
     delta_bias: torch.Tensor | None = None,
 ) -> tuple[int, int, int, int]:
     """Validate a selective scan's arguments; return (batch, dim, L, N) or raise a clear error."""
-    _check_same_device(op, u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
+    check_same_device(op, u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
     if u.dim() != 3:
         raise ValueError(f"{op}: u must have shape (batch, dim, L), got {tuple(u.shape)}")
     batch, dim, length = u.shape
@@ -120,7 +115,7 @@ def check_state_update_inputs(
     dt_bias: torch.Tensor | None = None,
 ) -> tuple[int, int, int]:
     """Validate a decode step's arguments; return (batch, dim, N) or raise a clear error."""
-    _check_same_device(op, state=state, x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias)
+    check_same_device(op, state=state, x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias)
     if state.dim() != 3:
         raise ValueError(f"{op}: state must have shape (batch, dim, N), got {tuple(state.shape)}")
     batch, dim, n = state.shape

@@ -20,6 +20,9 @@ g_t = dL/dh_t and a_t h_{t-1} = h_t - x_t:
 then the softplus and z-gate chain rules. Time-invariant B and C (and A, D, delta_bias) are reduced over
 time in registers and written as per-batch partials that a torch sum finishes; input-dependent B and C are
 first summed over the program's channels (all in one group, see `scan_blocks`) and then atomically added.
+
+Strides: u, delta, z, B, C (and the decode step's state, x, dt, z, B, C) are read through their strides,
+so any view works; the small per-channel parameters A, D and delta_bias are made contiguous first.
 """
 
 from __future__ import annotations
@@ -77,6 +80,15 @@ def _load_bc_chunk(ptr, base, g, d, n, l, s_b, s_g, s_n, s_l, d_mask, n_mask, l_
 
 
 @triton.jit
+def _channel_params(A_ptr, D_ptr, bias_ptr, d, n, d_mask, dn_mask, N, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """A (BD, BN), D (BD,) and delta_bias (BD,) of the program's channels (contiguous; None when absent)."""
+    A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=dn_mask, other=0.0)
+    D = tl.load(D_ptr + d, mask=d_mask, other=0.0) if HAS_D else None
+    bias = tl.load(bias_ptr + d, mask=d_mask, other=0.0) if HAS_BIAS else None
+    return A, D, bias
+
+
+@triton.jit
 def _selective_scan_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, chunk_ptr,
     dim, L, N,
@@ -94,9 +106,7 @@ def _selective_scan_fwd_kernel(
     steps = tl.arange(0, BLOCK_L)
     d_mask, n_mask = d < dim, n < N
     dn_mask = d_mask[:, None] & n_mask[None, :]
-    A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=dn_mask, other=0.0)  # (BD, BN)
-    bias = tl.load(bias_ptr + d, mask=d_mask, other=0.0) if HAS_BIAS else None
-    D = tl.load(D_ptr + d, mask=d_mask, other=0.0) if HAS_D else None
+    A, D, bias = _channel_params(A_ptr, D_ptr, bias_ptr, d, n, d_mask, dn_mask, N, HAS_D, HAS_BIAS)
     B_base, C_base = pid_b * s_Bb, pid_b * s_Cb
     gB, gC = d0 // b_per_group, d0 // c_per_group  # the program's group (varying B, C)
     row = pid_b * dim + d  # (BD,) row of the (batch, dim, ...) outputs
@@ -152,9 +162,7 @@ def _selective_scan_bwd_kernel(
     steps = tl.arange(0, BLOCK_L)
     d_mask, n_mask = d < dim, n < N
     dn_mask = d_mask[:, None] & n_mask[None, :]
-    A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=dn_mask, other=0.0)  # (BD, BN)
-    bias = tl.load(bias_ptr + d, mask=d_mask, other=0.0) if HAS_BIAS else None
-    D = tl.load(D_ptr + d, mask=d_mask, other=0.0) if HAS_D else None
+    A, D, bias = _channel_params(A_ptr, D_ptr, bias_ptr, d, n, d_mask, dn_mask, N, HAS_D, HAS_BIAS)
     B_base, C_base = pid_b * s_Bb, pid_b * s_Cb
     gB, gC = d0 // b_per_group, d0 // c_per_group
     row = pid_b * dim + d
@@ -298,26 +306,39 @@ GPU_FWD_WARPS, GPU_BWD_WARPS = 4, 8
 CPU_BLOCK_D, CPU_BLOCK_L = 8, 16  # the interpreter's cost grows with every tile element
 
 
+def _sequence_strides(name: str, t: torch.Tensor) -> dict[str, int]:
+    """The kernels' s_<name>b, s_<name>d, s_<name>l: strides of a (batch, dim, L) tensor (any layout)."""
+    return dict(zip((f"s_{name}b", f"s_{name}d", f"s_{name}l"), t.stride(), strict=True))
 
-def _bc_layout(t: torch.Tensor, dim: int) -> tuple[tuple[int, int, int, int], int, bool]:
-    """Strides (batch, group, N, L), channels per group and whether B or C varies over time.
 
-    (dim, N) reads as group = channel with no batch or L stride; (batch, N, L) as one group of dim channels.
+def _bc_layout(t: torch.Tensor, dim: int, name: str) -> tuple[dict[str, int], int | None]:
+    """The kernels' arguments for B or C (`name`): strides (batch, group, N, L) and channels per group.
+
+    Also returns the channels per group that constrain BLOCK_D, or None for a time-invariant (dim, N)
+    operand: it reads as group = channel with no batch or L stride, so every channel of a program reads
+    its own row and BLOCK_D is free. (batch, N, L) reads as one group of dim channels.
     """
     if t.dim() == 2:
-        return (0, t.stride(0), t.stride(1), 0), 1, False
-    if t.dim() == 3:
-        return (t.stride(0), 0, t.stride(1), t.stride(2)), dim, True
-    return tuple(t.stride()), dim // t.shape[1], True
+        strides, per_group, varying = (0, t.stride(0), t.stride(1), 0), 1, False
+    elif t.dim() == 3:
+        strides, per_group, varying = (t.stride(0), 0, t.stride(1), t.stride(2)), dim, True
+    else:
+        strides, per_group, varying = tuple(t.stride()), dim // t.shape[1], True
+    args = dict(zip((f"s_{name}b", f"s_{name}g", f"s_{name}n", f"s_{name}l"), strides, strict=True))
+    args[f"{name.lower()}_per_group"] = per_group
+    args[f"{name}_VARYING"] = varying
+    return args, per_group if varying else None
 
 
 def scan_blocks(
-    dim: int, n: int, length: int, per_group: tuple[int, ...], device: torch.device, block_l: int | None = None,
+    dim: int, n: int, length: int, per_group: tuple[int | None, ...], device: torch.device,
+    block_l: int | None = None,
 ) -> tuple[int, int, int]:
     """(BLOCK_D, BLOCK_N, BLOCK_L) for a scan launch; the backward must use the forward's BLOCK_L.
 
-    BLOCK_D divides every grouped operand's channels per group, so that a program's channels share one
-    group (its B/C gradients are then summed in registers before one atomic add per element).
+    BLOCK_D divides every input-dependent operand's channels per group (None: a time-invariant operand,
+    no constraint), so that a program's channels share one group (its B/C gradients are then summed in
+    registers before one atomic add per element).
     """
     block_n = max(2, triton.next_power_of_2(n))
     if device.type == "cuda":
@@ -327,20 +348,43 @@ def scan_blocks(
     else:
         block_d = min(CPU_BLOCK_D, triton.next_power_of_2(dim))
         block_l = block_l or CPU_BLOCK_L
-    while block_d > 1 and any(p % block_d for p in per_group if p < dim):
+    while block_d > 1 and any(p % block_d for p in per_group if p is not None and p < dim):
         block_d //= 2
     return block_d, block_n, block_l
+
+
+def _contiguous(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """A, D and delta_bias are read at flat offsets: make them contiguous (small; a no-op when they are)."""
+    return [t if t is None else t.contiguous() for t in tensors]
+
+
+def _scan_arguments(u, delta, A, B, C, D, z, delta_bias, softplus: bool, block_l: int | None):
+    """Keyword arguments shared by the forward and backward launches, and the grid."""
+    batch, dim, length = u.shape
+    n = A.shape[1]
+    B_args, b_group = _bc_layout(B, dim, "B")
+    C_args, c_group = _bc_layout(C, dim, "C")
+    block_d, block_n, block_l = scan_blocks(dim, n, length, (b_group, c_group), u.device, block_l)
+    args = dict(
+        u_ptr=u, delta_ptr=delta, A_ptr=A, B_ptr=B, C_ptr=C, D_ptr=D, z_ptr=z, bias_ptr=delta_bias,
+        dim=dim, L=length, N=n,
+        **_sequence_strides("u", u), **_sequence_strides("d", delta),
+        **_sequence_strides("z", z if z is not None else u),  # unused without z
+        **B_args, **C_args,
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
+        BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l,
+    )
+    return args, (batch, triton.cdiv(dim, block_d))
 
 
 def scan_forward(u, delta, A, B, C, D, z, delta_bias, softplus: bool, save_chunks: bool,
                  block_l: int | None = None):
     """Launch the forward; return out (u's dtype), last state (batch, dim, N) float32, chunk entry states."""
+    A, D, delta_bias = _contiguous(A, D, delta_bias)
     batch, dim, length = u.shape
     n = A.shape[1]
-    A = A.contiguous()
-    (sBb, sBg, sBn, sBl), b_pg, b_var = _bc_layout(B, dim)
-    (sCb, sCg, sCn, sCl), c_pg, c_var = _bc_layout(C, dim)
-    block_d, block_n, block_l = scan_blocks(dim, n, length, (b_pg, c_pg), u.device, block_l)
+    args, grid = _scan_arguments(u, delta, A, B, C, D, z, delta_bias, softplus, block_l)
+    block_l = args["BLOCK_L"]
     chunks = triton.cdiv(length, block_l)
     out = torch.empty(batch, dim, length, dtype=u.dtype, device=u.device)
     last = torch.empty(batch, dim, n, dtype=torch.float32, device=u.device)
@@ -348,17 +392,10 @@ def scan_forward(u, delta, A, B, C, D, z, delta_bias, softplus: bool, save_chunk
     chunk_states = torch.empty(batch, dim, kept, n, dtype=torch.float32, device=u.device)
     if length == 0:
         return out, last.zero_(), chunk_states, block_l
-    zz = z if z is not None else u
-    grid = (batch, triton.cdiv(dim, block_d))
     with on_device(u.device):
         _selective_scan_fwd_kernel[grid](
-            u, delta, A, B, C, D, z, delta_bias, out, last, chunk_states,
-            dim, length, n,
-            *u.stride(), *delta.stride(), *zz.stride(),
-            sBb, sBg, sBn, sBl, b_pg, sCb, sCg, sCn, sCl, c_pg,
-            B_VARYING=b_var, C_VARYING=c_var, HAS_D=D is not None, HAS_Z=z is not None,
-            HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus, SAVE_CHUNKS=save_chunks,
-            BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=GPU_FWD_WARPS,
+            **args, out_ptr=out, last_ptr=last, chunk_ptr=chunk_states, SAVE_CHUNKS=save_chunks,
+            num_warps=GPU_FWD_WARPS,
         )
     return out, last, chunk_states, block_l
 
@@ -366,43 +403,39 @@ def scan_forward(u, delta, A, B, C, D, z, delta_bias, softplus: bool, save_chunk
 def scan_backward(u, delta, A, B, C, D, z, delta_bias, softplus: bool, chunk_states, dout, dlast,
                   block_l: int):
     """Launch the backward; return (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias), None for absent inputs."""
+    A, D, delta_bias = _contiguous(A, D, delta_bias)
     batch, dim, length = u.shape
     n = A.shape[1]
     device = u.device
-    A = A.contiguous()
     dout = dout.contiguous()
     dlast = torch.zeros(batch, dim, n, device=device) if dlast is None else dlast.float().contiguous()
-    (sBb, sBg, sBn, sBl), b_pg, b_var = _bc_layout(B, dim)
-    (sCb, sCg, sCn, sCl), c_pg, c_var = _bc_layout(C, dim)
-    block_d, block_n, _ = scan_blocks(dim, n, length, (b_pg, c_pg), device, block_l)
+    args, grid = _scan_arguments(u, delta, A, B, C, D, z, delta_bias, softplus, block_l)
+    b_var, c_var = args["B_VARYING"], args["C_VARYING"]
 
-    def grad_buffer(t, per_group, varying):  # float32: the full (batch, G, N, L) to add into, or partials
-        return torch.zeros(batch, dim // per_group, n, length, device=device) if varying else (
-            torch.empty(batch, dim, n, device=device))
+    def grad_buffer(varying, per_group):  # float32: the full (batch, G, N, L) to add into, or partials
+        if varying:
+            return torch.zeros(batch, dim // per_group, n, length, device=device)
+        return torch.empty(batch, dim, n, device=device)
 
     du = torch.empty(batch, dim, length, dtype=u.dtype, device=device)  # contiguous, like dout
     ddelta = torch.empty(batch, dim, length, dtype=delta.dtype, device=device)
     dz = torch.empty(batch, dim, length, dtype=z.dtype, device=device) if z is not None else None
     dA = torch.empty(batch, dim, n, device=device)
-    dB, dC = grad_buffer(B, b_pg, b_var), grad_buffer(C, c_pg, c_var)
+    dB, dC = grad_buffer(b_var, args["b_per_group"]), grad_buffer(c_var, args["c_per_group"])
     dD = torch.empty(batch, dim, device=device) if D is not None else None
     dbias = torch.empty(batch, dim, device=device) if delta_bias is not None else None
-    dB_strides = dB.stride() if b_var else (0, 0, 0, 0)
-    dC_strides = dC.stride() if c_var else (0, 0, 0, 0)
-    zz = z if z is not None else u
+
+    def grad_strides(name, grad, varying):  # the atomically added (batch, G, N, L) buffers only
+        return dict(zip((f"s_{name}b", f"s_{name}g", f"s_{name}n", f"s_{name}l"),
+                        grad.stride() if varying else (0, 0, 0, 0), strict=True))
+
     if length:
-        grid = (batch, triton.cdiv(dim, block_d))
         with on_device(device):
             _selective_scan_bwd_kernel[grid](
-                u, delta, A, B, C, D, z, delta_bias, chunk_states, dout, dlast,
-                du, ddelta, dz, dA, dB, dC, dD, dbias,
-                dim, length, n,
-                *u.stride(), *delta.stride(), *zz.stride(),
-                sBb, sBg, sBn, sBl, b_pg, sCb, sCg, sCn, sCl, c_pg,
-                *dB_strides, *dC_strides,
-                B_VARYING=b_var, C_VARYING=c_var, HAS_D=D is not None, HAS_Z=z is not None,
-                HAS_BIAS=delta_bias is not None, SOFTPLUS=softplus,
-                BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=GPU_BWD_WARPS,
+                **args, chunk_ptr=chunk_states, dout_ptr=dout, dlast_ptr=dlast,
+                du_ptr=du, ddelta_ptr=ddelta, dz_ptr=dz, dA_ptr=dA, dB_ptr=dB, dC_ptr=dC, dD_ptr=dD,
+                dbias_ptr=dbias, **grad_strides("dB", dB, b_var), **grad_strides("dC", dC, c_var),
+                num_warps=GPU_BWD_WARPS,
             )
     else:
         for t in (dA, dB, dC, dD, dbias):
@@ -421,20 +454,23 @@ def scan_backward(u, delta, A, B, C, D, z, delta_bias, softplus: bool, chunk_sta
 
 def state_update(state, x, dt, A, B, C, D, z, dt_bias, softplus: bool) -> torch.Tensor:
     """Launch one decode step: `state` is updated in place; returns out (batch, dim) in x's dtype."""
+    A, D, dt_bias = _contiguous(A, D, dt_bias)
     batch, dim, n = state.shape
-    A = A.contiguous()
-    B4, C4 = (B[:, None] if B.dim() == 2 else B), (C[:, None] if C.dim() == 2 else C)  # (batch, G, N)
+    B3, C3 = (B[:, None] if B.dim() == 2 else B), (C[:, None] if C.dim() == 2 else C)  # (batch, G, N)
     out = torch.empty(batch, dim, dtype=x.dtype, device=x.device)
     block_n = max(2, triton.next_power_of_2(n))
     block_d = min(triton.next_power_of_2(dim), max(1, 512 // block_n) if x.is_cuda else 8)
-    zz = z if z is not None else x
+    zz = z if z is not None else x  # its strides are unused without z
     grid = (batch, triton.cdiv(dim, block_d))
     with on_device(x.device):
         _state_update_kernel[grid](
-            state, x, dt, A, B4, C4, D, z, dt_bias, out,
-            dim, n,
-            *state.stride(), *x.stride(), *dt.stride(), *zz.stride(),
-            *B4.stride(), dim // B4.shape[1], *C4.stride(), dim // C4.shape[1],
+            state_ptr=state, x_ptr=x, dt_ptr=dt, A_ptr=A, B_ptr=B3, C_ptr=C3, D_ptr=D, z_ptr=z,
+            bias_ptr=dt_bias, out_ptr=out, dim=dim, N=n,
+            s_sb=state.stride(0), s_sd=state.stride(1), s_sn=state.stride(2),
+            s_xb=x.stride(0), s_xd=x.stride(1), s_tb=dt.stride(0), s_td=dt.stride(1),
+            s_zb=zz.stride(0), s_zd=zz.stride(1),
+            s_Bb=B3.stride(0), s_Bg=B3.stride(1), s_Bn=B3.stride(2), b_per_group=dim // B3.shape[1],
+            s_Cb=C3.stride(0), s_Cg=C3.stride(1), s_Cn=C3.stride(2), c_per_group=dim // C3.shape[1],
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=dt_bias is not None, SOFTPLUS=softplus,
             BLOCK_D=block_d, BLOCK_N=block_n, num_warps=4,
         )
