@@ -26,9 +26,7 @@ class BottleneckAdapter(nn.Module):
             raise ValueError(f"bottleneck must be >= 1, got {bottleneck}")
         self.down = nn.Linear(dim, bottleneck)
         self.up = nn.Linear(bottleneck, dim)
-        nn.init.normal_(self.down.weight, std=0.02)
-        nn.init.zeros_(self.down.bias)
-        nn.init.zeros_(self.up.weight)  # starts as the identity
+        nn.init.zeros_(self.up.weight)  # starts as the identity; `down` keeps nn.Linear's Kaiming-uniform init
         nn.init.zeros_(self.up.bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:

@@ -103,9 +103,9 @@ def quantize_int8(w: torch.Tensor) -> QuantizedTensor:
     if w.dim() != 2:
         raise ValueError(f"quantize_int8 needs a 2-D weight (out_features, in_features), got shape {tuple(w.shape)}")
     w32 = w.detach().float()
-    scale = w32.abs().amax(dim=1).clamp(min=1e-12) / 127.0  # (rows,): one step of the grid per row
-    data = torch.round(w32 / scale[:, None]).clamp(-127, 127).to(torch.int8)  # (rows, cols)
-    return QuantizedTensor("int8", data, w.shape, w.dtype, scale=scale)
+    absmax = w32.abs().amax(dim=1).clamp(min=1e-12)  # (rows,)
+    data = torch.round(w32 * (127.0 / absmax)[:, None]).clamp(-127, 127).to(torch.int8)  # (rows, cols)
+    return QuantizedTensor("int8", data, w.shape, w.dtype, scale=absmax / 127.0)  # scale: one step per row
 
 
 def _blocks(flat: torch.Tensor, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
