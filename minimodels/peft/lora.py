@@ -66,8 +66,6 @@ class LoRALinear(nn.Module):
         super().__init__()
         if not isinstance(base, (nn.Linear, QuantLinear)):
             raise TypeError(f"base must be an nn.Linear or QuantLinear, got {type(base).__name__}")
-        if isinstance(base, LoRALinear):
-            raise TypeError("base is already a LoRALinear")
         self.base = base
         for p in base.parameters():
             p.requires_grad_(False)
