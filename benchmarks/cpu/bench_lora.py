@@ -1,24 +1,22 @@
-"""LoRA against full fine-tuning of the same Llama: step time and memory, as ratios measured in one run.
+"""LoRA against full fine-tuning of the same Llama: step time and peak memory, as ratios measured in one run.
 
 One training step is forward, loss, backward and an AdamW step. Memory is reported three ways:
 - state: bytes of parameters, gradients and AdamW state (exact; what LoRA removes: no gradient and no
   optimizer state for the frozen weights);
-- activations: bytes autograd saves for the backward pass (LoRA still backpropagates through every layer,
-  so these barely change);
-- peak: the growth of the process's peak resident memory over a few steps, each method in a fresh process
-  (from after a warm-up on a tiny model, so that loading PyTorch's kernel libraries is not counted).
+- saved activations: bytes autograd keeps for the backward pass (LoRA still backpropagates through every
+  layer, but a frozen linear layer needs no copy of its input for a weight gradient);
+- peak: the most tensor memory alive at any moment of a step (parameters and optimizer state held before it,
+  plus the running sum of the allocations and frees that PyTorch's profiler records during it).
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import resource
 import statistics
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
 
 from minimodels import Llama, LlamaConfig, TrainConfig
 from minimodels.peft import LoRAConfig, apply_lora, trainable_parameters
@@ -42,10 +40,10 @@ def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def step(model, optimizer, i: int) -> None:
+    optimizer.zero_grad(set_to_none=True)
     x, y = batch(i)
     logits = model(x)
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
-    optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
 
@@ -67,36 +65,18 @@ def saved_activation_bytes(model) -> int:
     return sum(n for ptr, n in seen.items() if ptr not in params)
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
-def _peak_growth(method: str, steps: int, queue) -> None:
-    """In a fresh process: peak resident memory over `steps` training steps, minus the memory before."""
-    torch.set_num_threads(1)
-    warm = Llama(LlamaConfig(vocab_size=64, dim=32, n_layers=1, n_heads=2))  # load the kernels' libraries first
-    warm(torch.zeros(1, 4, dtype=torch.long)).sum().backward()
-    del warm
-    before = _rss_bytes()
-    model = build(method)
-    optimizer = make_optimizer(model, TrainConfig(lr=1e-3))
-    for i in range(steps):
+def peak_step_bytes(model, optimizer, i: int) -> int:
+    """Peak tensor bytes alive during one training step (after a first step has created the AdamW state)."""
+    optimizer.zero_grad(set_to_none=True)
+    held = sum(state_bytes(model, optimizer).values())  # parameters and optimizer state; no gradients yet
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step(model, optimizer, i)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
-    queue.put(peak - before)
-
-
-def peak_growth(method: str, steps: int = 3) -> int | None:
-    if not sys.platform.startswith("linux"):
-        return None  # /proc and ru_maxrss in kilobytes are Linux's
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_peak_growth, args=(method, steps, queue))
-    proc.start()
-    value = queue.get(timeout=600)
-    proc.join()
-    return value
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
+    running = peak = 0
+    for _, nbytes in events:  # allocations are positive, frees negative
+        running += nbytes
+        peak = max(peak, running)
+    return held + peak
 
 
 def main(iters: int = 8, warmup: int = 2, rounds: int = 3) -> dict[str, float]:
@@ -119,23 +99,20 @@ def main(iters: int = 8, warmup: int = 2, rounds: int = 3) -> dict[str, float]:
     print(f"Llama {MODEL}, batch {BATCH} x {SEQ} tokens, float32, AdamW, 1 thread; LoRA {LORA}")
     result: dict[str, float] = {}
     for method, (model, optimizer) in runs.items():
-        state = state_bytes(model, optimizer)
+        peak = peak_step_bytes(model, optimizer, warmup + iters)
+        state = state_bytes(model, optimizer)  # after a step: gradients of the trainable parameters exist
         acts = saved_activation_bytes(model)
-        peak = peak_growth(method)
         ms = min(times[method])
-        result |= {f"{method}_ms": ms, f"{method}_state_bytes": sum(state.values()), f"{method}_activation_bytes": acts}
-        if peak is not None:
-            result[f"{method}_peak_bytes"] = peak
+        result |= {f"{method}_ms": ms, f"{method}_state_bytes": sum(state.values()),
+                   f"{method}_activation_bytes": acts, f"{method}_peak_bytes": peak}
         mb = {k: v / 2**20 for k, v in state.items()}
         print(f"{method:<5} {trainable_parameters(model)}")
-        print(f"      {ms:8.1f} ms/step | parameters {mb['parameters']:.1f} MB, "
-              f"gradients {mb['gradients']:.1f} MB, AdamW {mb['optimizer']:.1f} MB, saved activations "
-              f"{acts / 2**20:.1f} MB" + ("" if peak is None else f", peak RSS growth {peak / 2**20:.1f} MB"))
-    print(f"LoRA / full: step time {result['lora_ms'] / result['full_ms']:.2f}x, "
-          f"state (parameters + gradients + optimizer) {result['lora_state_bytes'] / result['full_state_bytes']:.2f}x, "
-          f"saved activations {result['lora_activation_bytes'] / result['full_activation_bytes']:.2f}x"
-          + ("" if "lora_peak_bytes" not in result else
-             f", peak memory growth {result['lora_peak_bytes'] / result['full_peak_bytes']:.2f}x"))
+        print(f"      {ms:8.1f} ms/step | parameters {mb['parameters']:.1f} MB, gradients {mb['gradients']:.1f} MB, "
+              f"AdamW {mb['optimizer']:.1f} MB, saved activations {acts / 2**20:.1f} MB, peak {peak / 2**20:.1f} MB")
+    keys = ("ms", "state_bytes", "activation_bytes", "peak_bytes")
+    ratio = {k: result[f"lora_{k}"] / result[f"full_{k}"] for k in keys}
+    print(f"LoRA / full: step time {ratio['ms']:.2f}x, peak memory {ratio['peak_bytes']:.2f}x, state (parameters + "
+          f"gradients + optimizer) {ratio['state_bytes']:.2f}x, saved activations {ratio['activation_bytes']:.2f}x")
     torch.set_num_threads(threads)
     return result
 
