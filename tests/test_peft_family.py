@@ -8,18 +8,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minimodels import Llama, LlamaConfig
+from minimodels import Llama, LlamaConfig, TrainConfig, train
 from minimodels.peft import (
+    STAGES,
     Adapted,
     LoRAConfig,
     PromptTuning,
     apply_adapters,
     apply_bitfit,
     apply_lora,
+    expand_vocabulary,
+    extend_tokenizer,
     full_finetune,
+    new_token_pieces,
+    set_stage,
     train_last_layers,
     trainable_parameters,
 )
+from minimodels.text.bpe import BPETokenizer
 
 V, DIM, LAYERS = 61, 32, 3
 
@@ -142,3 +148,111 @@ def test_bad_input():
         train_last_layers(tiny_llama(), 4)
     with pytest.raises(TypeError, match="no `layers` ModuleList"):
         train_last_layers(torch.nn.Linear(3, 3), 1)
+
+
+# ---------------------------------------------------------------- vocabulary expansion with staged freezing
+
+ENGLISH = ("The function returns the value of the attribute. A list is a sequence of items; the items can be "
+           "any object. When the loop ends, the value is printed and the program returns to the caller. ") * 6
+CODE = ("def area(self, width, height):\n    return self.scale * width * height\n\n"
+        "class Shape:\n    def __init__(self, scale):\n        self.scale = scale\n") * 6
+
+
+@pytest.fixture(scope="module")
+def tokenizers():
+    old = BPETokenizer.train(ENGLISH, vocab_size=300, special_tokens=["<|endoftext|>"])
+    return old, extend_tokenizer(old, [CODE], n_new_tokens=24)
+
+
+def test_extend_tokenizer_keeps_old_ids_and_shortens_the_new_domain(tokenizers):
+    old, new = tokenizers
+    assert new.vocab_size == old.vocab_size + 24
+    assert all(new.vocab[i] == b for i, b in old.vocab.items())  # old ids keep their bytes
+    assert new.merges[: len(old.merges)] == old.merges  # old merges first, new ones after
+    assert new.special_ids == old.special_ids
+    assert new.decode(new.encode(CODE)) == CODE
+    assert len(new.encode(CODE)) < 0.8 * len(old.encode(CODE))
+    text = "self.scale<|endoftext|>def"
+    assert new.special_ids["<|endoftext|>"] in new.encode(text)
+
+
+def test_new_token_pieces_spell_the_new_tokens(tokenizers):
+    old, new = tokenizers
+    pieces = new_token_pieces(old, new)
+    assert sorted(pieces) == list(range(old.vocab_size, new.vocab_size))
+    for i, parts in pieces.items():
+        assert all(p < old.vocab_size for p in parts) and len(parts) >= 2
+        assert b"".join(old.vocab[p] for p in parts) == new.vocab[i]
+
+
+def expanded_pair(tokenizers, tie=True, output_init="mean"):
+    old, new = tokenizers
+    torch.manual_seed(0)
+    base = Llama(LlamaConfig(vocab_size=old.vocab_size, dim=DIM, n_layers=2, n_heads=4, tie_embeddings=tie)).eval()
+    return base, expand_vocabulary(copy.deepcopy(base), old, new, output_init=output_init)
+
+
+@pytest.mark.parametrize("tie,output_init", [(True, "mean"), (False, "mean"), (False, "first")])
+def test_expand_vocabulary_initializes_new_rows_from_their_pieces(tokenizers, tie, output_init):
+    old, new = tokenizers
+    base, model = expanded_pair(tokenizers, tie, output_init)
+    pieces = new_token_pieces(old, new)
+    assert model.embed.weight.shape == (new.vocab_size, DIM) and model.config.vocab_size == new.vocab_size
+    assert (model.lm_head.weight is model.embed.weight) == tie
+    for i, parts in pieces.items():
+        torch.testing.assert_close(model.embed.weight[i], base.embed.weight[parts].mean(0), rtol=0, atol=1e-7)
+        expected_out = base.lm_head.weight[parts[0]] if output_init == "first" else base.lm_head.weight[parts].mean(0)
+        torch.testing.assert_close(model.lm_head.weight[i], expected_out, rtol=0, atol=1e-7)
+    x = torch.randint(0, old.vocab_size, (2, 9), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():  # the old tokens' logits are unchanged; new columns are appended
+        torch.testing.assert_close(model(x)[..., : old.vocab_size], base(x), rtol=0, atol=0)
+
+
+def test_staged_freezing_trains_only_what_the_stage_names(tokenizers):
+    old, new = tokenizers
+    base, model = expanded_pair(tokenizers, tie=False)
+    ids = torch.tensor(new.encode(CODE))
+    get_batch = lambda split: (ids[None, :-1], ids[None, 1:])
+    cfg = TrainConfig(max_iters=3, lr=1e-2, warmup_iters=0, weight_decay=0.0, eval_interval=3, eval_iters=1,
+                      progress=False)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    handle = set_stage(model, "new_rows", n_old=old.vocab_size)
+    assert sorted(n for n, p in model.named_parameters() if p.requires_grad) == ["embed.weight", "lm_head.weight"]
+    train(model, get_batch, cfg)
+    handle.remove()
+    for name, p in model.named_parameters():
+        if name in ("embed.weight", "lm_head.weight"):
+            assert torch.equal(p[: old.vocab_size], before[name][: old.vocab_size])  # old rows untouched
+            assert not torch.equal(p[old.vocab_size:], before[name][old.vocab_size:])  # new rows trained
+        else:
+            assert torch.equal(p, before[name])
+    set_stage(model, "embeddings", n_old=old.vocab_size)
+    train(model, get_batch, cfg)
+    assert not torch.equal(model.embed.weight[: old.vocab_size], before["embed.weight"][: old.vocab_size])
+    assert torch.equal(model.layers[0].attn.q_proj.weight, before["layers.0.attn.q_proj.weight"])
+    set_stage(model, "all", n_old=old.vocab_size)
+    assert all(p.requires_grad for p in model.parameters())
+    assert set(STAGES) == {"new_input", "new_output", "new_rows", "embeddings", "all"}
+
+
+def test_vocabulary_bad_input(tokenizers):
+    old, new = tokenizers
+    base, model = expanded_pair(tokenizers, tie=True)
+    with pytest.raises(ValueError, match="stage must be one of"):
+        set_stage(model, "layers", n_old=old.vocab_size)
+    with pytest.raises(ValueError, match="n_old must be an int in"):
+        set_stage(model, "new_rows", n_old=0)
+    with pytest.raises(ValueError, match="needs an untied lm_head"):
+        set_stage(model, "new_input", n_old=old.vocab_size)
+    with pytest.raises(ValueError, match="output_init='first' needs an untied lm_head"):
+        expand_vocabulary(copy.deepcopy(base), old, new, output_init="first")
+    with pytest.raises(ValueError, match="model.embed has"):
+        expand_vocabulary(model, old, new)  # already expanded
+    with pytest.raises(ValueError, match="n_new_tokens must be an int >= 1"):
+        extend_tokenizer(old, [CODE], 0)
+    with pytest.raises(ValueError, match="texts is empty"):
+        extend_tokenizer(old, [""], 5)
+    with pytest.raises(TypeError, match="tokenizer must be a BPETokenizer"):
+        extend_tokenizer("gpt2", [CODE], 5)
+    with pytest.raises(ValueError, match="must keep every id"):
+        new_token_pieces(new, BPETokenizer.train(CODE, vocab_size=280))
