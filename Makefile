@@ -4,6 +4,8 @@
 #   make lab         JupyterLab on the repository
 #   make bench       CPU benchmarks;   make bench-gpu   Triton kernel benchmarks (needs CUDA)
 #   make train-ddp   the course training loop on two CPU processes under torchrun (DDP)
+#   make pretrain    train the course base model into checkpoints/course-llama (SIZE=full on a GPU)
+#   make serve       OpenAI-compatible server of the base model on 127.0.0.1:8000
 #   make execute     re-execute the committed notebooks in place at default parameters
 
 PYTHON ?= python3
@@ -15,7 +17,7 @@ NB ?=
 PAPERMILL_ARGS ?=
 TRAIN_ARGS ?=
 
-.PHONY: venv notebooks execute test unit nbval lint lab bench bench-gpu train-ddp clean
+.PHONY: venv notebooks execute test unit nbval lint lab bench bench-gpu train-ddp pretrain serve clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +55,12 @@ bench-gpu: $(STAMP)
 
 train-ddp: $(STAMP)
 	$(BIN)/torchrun --standalone --nproc_per_node=2 -m minimodels.training --model llama --preset small $(TRAIN_ARGS)
+
+pretrain: $(STAMP)
+	$(BIN)/python scripts/pretrain.py $(if $(SIZE),--size $(SIZE))
+
+serve: $(STAMP)
+	$(BIN)/python -m minimodels.serving --model $(or $(MODEL),course-llama) --host 127.0.0.1 --port $(or $(PORT),8000)
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

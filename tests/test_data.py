@@ -15,7 +15,7 @@ def test_corpus_is_real_prose_and_deterministic():
 
 
 def test_tokenizer_round_trip(tmp_path):
-    text = load_corpus(5000)
+    text = load_corpus(max_chars=5000)
     tok = CharTokenizer.from_text(text)
     assert tok.decode(tok.encode(text)) == text
     assert tok.vocab_size == len(set(text))
@@ -64,3 +64,49 @@ def test_dataset_batch_fn_splits():
     assert x.shape == (4, 16) and x.dtype == torch.long
     with pytest.raises(ValueError, match="split"):
         get_batch("test")
+
+
+def _split_documents(ds: CharDataset, documents: list[str]) -> tuple[list[int], list[int]]:
+    """Indices of the documents whose text makes up ds.val and ds.train, found by greedy matching in order."""
+    found = {}
+    for split in ("train", "val"):
+        text, indices, pos = ds.tokenizer.decode(getattr(ds, split)), [], 0
+        for i, doc in enumerate(documents):
+            if text.startswith(doc, pos) and (pos + len(doc) == len(text) or text.startswith("\n\n", pos + len(doc))):
+                indices.append(i)
+                pos += len(doc) + 2
+        assert pos - 2 == len(text), f"{split} is not a concatenation of whole documents"
+        found[split] = indices
+    return found["train"], found["val"]
+
+
+def test_corpus_split_by_random_documents_is_deterministic_disjoint_and_sized():
+    from pydoc_data.topics import topics
+
+    documents = [topics[key].strip() for key in sorted(topics)]  # independent of the module's helper
+    ds = CharDataset.from_corpus()
+    assert ds.text == "\n\n".join(documents)
+    train_docs, val_docs = _split_documents(ds, documents)
+    assert set(train_docs).isdisjoint(val_docs) and sorted(train_docs + val_docs) == list(range(len(documents)))
+    val_chars = sum(len(documents[i]) for i in val_docs)
+    assert 0.08 <= val_chars / len(ds.text) <= 0.10
+    assert val_docs != list(range(len(documents) - len(val_docs), len(documents)))  # not the last topics
+    assert max(val_docs) - min(val_docs) > len(documents) // 2  # drawn from all over the alphabet
+    again = CharDataset.from_corpus()
+    assert torch.equal(again.train, ds.train) and torch.equal(again.val, ds.val)
+    other = CharDataset.from_corpus(seed=1)
+    assert _split_documents(other, documents)[1] != val_docs
+    third = CharDataset.from_corpus(val_fraction=0.3, seed=2)
+    assert 0.27 <= len(third.val) / (len(third.train) + len(third.val) - 2) <= 0.3 + 1e-9
+
+
+def test_corpus_split_arguments_are_checked():
+    small = CharDataset.from_corpus(max_chars=20_000)
+    assert small.text == load_corpus(max_chars=20_000)
+    assert len(small.val) > 0 and len(small.train) > len(small.val)
+    with pytest.raises(ValueError, match="val_fraction"):
+        CharDataset.from_corpus(val_fraction=0.0)
+    with pytest.raises(ValueError, match="seed"):
+        CharDataset.from_corpus(seed=-1)
+    with pytest.raises(ValueError, match="at least 2"):
+        CharDataset.from_corpus(max_chars=50)

@@ -73,11 +73,12 @@ def test_fsdp_equals_one_process(tmp_path):
     result = torch.load(tmp_path / "weights.pt")
     assert_same_weights(result["state"], expected)
     assert load_checkpoint(tmp_path / "ckpt").config == tiny_llama().config
-    # rank 0 holds about half of every kind of state (ZeRO-3); the full model's figures by hand:
+    # rank 0 holds about half of every kind of state (ZeRO-3; FSDP2 cuts each tensor along dim 0, so the two
+    # halves differ by up to a row per tensor); the full model's figures by hand:
     full = sum(v.numel() * 4 for v in expected.values())
     for kind in ("parameters", "gradients"):
-        assert 0.45 * full <= result["state_bytes"][kind] <= 0.55 * full, (kind, result["state_bytes"], full)
-    assert 0.9 * full <= result["state_bytes"]["optimizer"] <= 1.2 * full  # AdamW: two moments per shard
+        assert 0.4 * full <= result["state_bytes"][kind] <= 0.6 * full, (kind, result["state_bytes"], full)
+    assert 0.8 * full <= result["state_bytes"]["optimizer"] <= 1.25 * full  # AdamW: two moments per shard
 
 
 def test_accumulation_under_ddp_equals_one_big_batch(tmp_path):

@@ -3,8 +3,8 @@
 import pytest
 import torch
 from transformers import (
-    BertConfig,
-    BertModel,
+    GPTNeoConfig,
+    GPTNeoForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
     MistralConfig,
@@ -119,10 +119,10 @@ def test_greedy_cached_generation_equals_hf_generate_mixtral():
 
 
 def test_from_hf_rejects_unsupported_models_naming_the_supported_ones():
-    bert = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                intermediate_size=32))
-    with pytest.raises(TypeError, match="BertModel.*LlamaForCausalLM.*MistralForCausalLM.*MixtralForCausal"):
-        from_hf(bert)
+    gpt_neo = GPTNeoForCausalLM(GPTNeoConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2,
+                                           attention_types=[[["global"], 1]], max_position_embeddings=32))
+    with pytest.raises(TypeError, match="GPTNeoForCausalLM.*BertModel.*LlamaForCausalLM.*MistralForCausalLM"):
+        from_hf(gpt_neo)
     with pytest.raises(TypeError, match="Linear.*LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM"):
         llama_from_hf(torch.nn.Linear(2, 2))
 

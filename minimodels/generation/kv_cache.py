@@ -153,3 +153,28 @@ def prefill(
         raise ValueError(f"chunk_size={chunk_size} is longer than the rolling cache's window={cache.window}")
     logits = [model(chunk, cache=cache) for chunk in input_ids.split(chunk_size, dim=1)]
     return torch.cat(logits, dim=1)
+
+
+def kv_cache_bytes(config, seq_len: int, batch: int = 1, dtype: torch.dtype = torch.float32) -> int:
+    """Bytes of a full KV cache: a key and a value per layer, kv head, position, channel and sequence.
+
+        bytes = 2 * layers * kv_heads * head_dim * seq_len * batch * bytes_per_element
+
+    config: a LlamaConfig-like object (n_layers, n_kv_heads, head_dim) or a GPTConfig-like one (n_layer,
+    n_head, n_embd: every head keeps its own keys and values). The figure a KVCache of that shape holds.
+    """
+    if all(hasattr(config, name) for name in ("n_layers", "n_kv_heads", "head_dim")):
+        layers, kv_heads, head_dim = config.n_layers, config.n_kv_heads, config.head_dim
+    elif all(hasattr(config, name) for name in ("n_layer", "n_head", "n_embd")):
+        layers, kv_heads, head_dim = config.n_layer, config.n_head, config.n_embd // config.n_head
+    else:
+        raise TypeError(
+            "config must have (n_layers, n_kv_heads, head_dim) like LlamaConfig or (n_layer, n_head, n_embd) "
+            f"like GPTConfig, got {type(config).__name__}"
+        )
+    for name, value in (("seq_len", seq_len), ("batch", batch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"kv_cache_bytes: {name} must be a non-negative int, got {value!r}")
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"kv_cache_bytes: dtype must be a torch.dtype, got {dtype!r}")
+    return 2 * layers * kv_heads * head_dim * seq_len * batch * dtype.itemsize

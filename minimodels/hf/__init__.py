@@ -17,6 +17,7 @@ CONVERTERS = {
     "MistralForCausalLM": "minimodels.hf.llama:llama_from_hf",
     "MixtralForCausalLM": "minimodels.hf.llama:llama_from_hf",
     "MambaForCausalLM": "minimodels.hf.mamba:mamba_from_hf",
+    "BertModel": "minimodels.hf.bert:bert_from_hf",
 }
 
 

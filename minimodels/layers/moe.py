@@ -38,7 +38,8 @@ def load_balancing_loss(
     concatenated (as Hugging Face does: one f and one P for the whole model, not a mean of per-layer losses).
     f_e = (number of top-k slots routed to e) / (number of tokens): Hugging Face divides by tokens, not
     token-slots, so sum_e f_e = top_k (for top_k = 1 both readings agree). P_e = mean router probability
-    of e. Only P carries a gradient. A perfectly even router gives top_k; a collapsed one gives up to E * k.
+    of e. Only P carries a gradient. A perfectly even router gives top_k; a collapsed one gives up to
+    n_experts (each f_e <= 1 and sum_e P_e = 1, so sum_e f_e P_e <= 1).
     """
     if not isinstance(router_logits, torch.Tensor):
         router_logits = torch.cat([logits.reshape(-1, n_experts) for logits in router_logits], dim=0)

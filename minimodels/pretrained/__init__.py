@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from minimodels.training.checkpoint import load_checkpoint
 from minimodels.text.bpe import BPETokenizer
+from minimodels.training.checkpoint import load_checkpoint
 
 AVAILABLE = ("course-llama",)
 

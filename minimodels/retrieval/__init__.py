@@ -1,9 +1,12 @@
-"""Retrieval: lexical search (BM25), vector search (exact kNN, NSW, HNSW), ranking metrics and a RAG pipeline.
+"""Retrieval: sentence embeddings (MiniLM in the course encoder), lexical search (BM25), vector search (exact
+kNN, NSW, HNSW), ranking metrics and a RAG pipeline.
 
     from minimodels.retrieval import BM25, HNSW, simple_tokenize, evaluate, RAGPipeline
 """
 
 from minimodels.retrieval.bm25 import BM25
+from minimodels.retrieval.contrastive import fine_tune_mnrl, mnrl_loss
+from minimodels.retrieval.embeddings import SentenceEncoder
 from minimodels.retrieval.fusion import long_context_reorder, reciprocal_rank_fusion
 from minimodels.retrieval.hnsw import HNSW, HNSWConfig
 from minimodels.retrieval.ir_metrics import evaluate
@@ -13,6 +16,7 @@ from minimodels.retrieval.pipeline import RAGPipeline, RAGResult, grid_search
 from minimodels.retrieval.tokenizer import ENGLISH_STOP_WORDS, simple_tokenize
 
 __all__ = [
-    "BM25", "ENGLISH_STOP_WORDS", "HNSW", "HNSWConfig", "NSW", "RAGPipeline", "RAGResult", "evaluate", "exact_knn",
-    "grid_search", "long_context_reorder", "reciprocal_rank_fusion", "simple_tokenize",
+    "BM25", "ENGLISH_STOP_WORDS", "HNSW", "HNSWConfig", "NSW", "RAGPipeline", "RAGResult", "SentenceEncoder",
+    "evaluate", "exact_knn", "fine_tune_mnrl", "grid_search", "long_context_reorder", "mnrl_loss",
+    "reciprocal_rank_fusion", "simple_tokenize",
 ]

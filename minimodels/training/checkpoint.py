@@ -20,6 +20,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "llama": ("minimodels.models.llama:Llama", "minimodels.models.llama:LlamaConfig"),
     "mamba": ("minimodels.models.mamba:MambaLM", "minimodels.models.mamba:MambaConfig"),
     "seq2seq": ("minimodels.models.seq2seq:Seq2Seq", "minimodels.models.seq2seq:Seq2SeqConfig"),
+    "bert": ("minimodels.models.bert:Bert", "minimodels.models.bert:BertConfig"),
 }
 
 
