@@ -55,7 +55,12 @@ def test_recorded_validation_loss_is_recomputed(loaded):
         logits = model(x)  # (W, T, V)
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1)).item()
     assert loss == pytest.approx(recorded["loss"], rel=1e-3)
-    assert loss < math.log(4096) - 2.5  # far below a uniform guess over the vocabulary (8.3 nats)
+    # Context helps: the model beats even the best context-free guess, token frequencies fitted to this very
+    # slice (its entropy), which is itself far below a uniform guess over the vocabulary (8.3 nats).
+    counts = torch.bincount(y.reshape(-1), minlength=tokenizer.vocab_size).double()
+    freq = counts[counts > 0] / counts.sum()
+    unigram_entropy = float(-(freq * freq.log()).sum())
+    assert loss < unigram_entropy - 0.2
 
 
 def test_log_figures_are_consistent():
