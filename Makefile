@@ -6,6 +6,7 @@
 #   make train-ddp   the course training loop on two CPU processes under torchrun (DDP)
 #   make pretrain    train the course base model into checkpoints/course-llama (SIZE=full on a GPU)
 #   make serve       OpenAI-compatible server of the base model on 127.0.0.1:8000
+#   make corpus      rebuild the committed corpora from the installed Python and packages (--check compares)
 #   make execute     re-execute the committed notebooks in place at default parameters
 
 PYTHON ?= python3
@@ -16,8 +17,9 @@ SIZE ?=
 NB ?=
 PAPERMILL_ARGS ?=
 TRAIN_ARGS ?=
+CORPUS_ARGS ?=
 
-.PHONY: venv notebooks execute test unit nbval lint lab bench bench-gpu train-ddp pretrain serve clean
+.PHONY: venv notebooks execute test unit nbval lint lab bench bench-gpu train-ddp pretrain serve corpus clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +63,9 @@ pretrain: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/python -m minimodels.serving --model $(or $(MODEL),course-llama) --host 127.0.0.1 --port $(or $(PORT),8000)
+
+corpus: $(STAMP)
+	$(BIN)/python scripts/build_corpus.py $(CORPUS_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -11,7 +11,7 @@ from minimodels.generation import KVCache, RollingKVCache, generate, generate_ca
 from minimodels.hf import from_hf
 from minimodels.models import GPT, GPTConfig, Llama, LlamaConfig, MambaConfig, MambaLM, Seq2Seq, Seq2SeqConfig
 from minimodels.runtime import pick_device, seed_everything
-from minimodels.text import CharTokenizer, load_corpus
+from minimodels.text import BPETokenizer, CharTokenizer, load_corpus, load_documents
 from minimodels.training import (
     BatchSampler,
     CharDataset,
@@ -25,8 +25,8 @@ from minimodels.training import (
 )
 
 __all__ = [
-    "BatchSampler", "CharDataset", "CharTokenizer", "GPT", "GPTConfig", "History", "KVCache", "Llama",
+    "BPETokenizer", "BatchSampler", "CharDataset", "CharTokenizer", "GPT", "GPTConfig", "History", "KVCache", "Llama",
     "LlamaConfig", "MambaConfig", "MambaLM", "RollingKVCache", "Seq2Seq", "Seq2SeqConfig", "TrainConfig",
     "estimate_loss", "from_hf", "generate", "generate_cached", "generate_recurrent", "load_checkpoint",
-    "load_corpus", "new_cache", "pick_device", "save_checkpoint", "seed_everything", "train", "train_val_split",
+    "load_corpus", "load_documents", "new_cache", "pick_device", "save_checkpoint", "seed_everything", "train", "train_val_split",
 ]
