@@ -28,5 +28,6 @@ __all__ = [
     "BPETokenizer", "BatchSampler", "CharDataset", "CharTokenizer", "GPT", "GPTConfig", "History", "KVCache", "Llama",
     "LlamaConfig", "MambaConfig", "MambaLM", "RollingKVCache", "Seq2Seq", "Seq2SeqConfig", "TrainConfig",
     "estimate_loss", "from_hf", "generate", "generate_cached", "generate_recurrent", "load_checkpoint",
-    "load_corpus", "load_documents", "new_cache", "pick_device", "save_checkpoint", "seed_everything", "train", "train_val_split",
+    "load_corpus", "load_documents", "new_cache", "pick_device", "save_checkpoint", "seed_everything", "train",
+    "train_val_split",
 ]
