@@ -3,6 +3,7 @@
 #   make test        ruff, unit tests, and nbval over every notebook
 #   make lab         JupyterLab on the repository
 #   make bench       CPU benchmarks;   make bench-gpu   Triton kernel benchmarks (needs CUDA)
+#   make train-ddp   the course training loop on two CPU processes under torchrun (DDP)
 #   make execute     re-execute the committed notebooks in place at default parameters
 
 PYTHON ?= python3
@@ -12,8 +13,9 @@ STAMP := $(VENV)/.installed
 SIZE ?=
 NB ?=
 PAPERMILL_ARGS ?=
+TRAIN_ARGS ?=
 
-.PHONY: venv notebooks execute test unit nbval lint lab bench bench-gpu clean
+.PHONY: venv notebooks execute test unit nbval lint lab bench bench-gpu train-ddp clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +50,9 @@ bench: $(STAMP)
 
 bench-gpu: $(STAMP)
 	$(BIN)/python -m benchmarks.gpu
+
+train-ddp: $(STAMP)
+	$(BIN)/torchrun --standalone --nproc_per_node=2 -m minimodels.training --model llama --preset small $(TRAIN_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

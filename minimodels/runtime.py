@@ -1,7 +1,8 @@
-"""Device choice and seeding: the two lines every notebook and script starts with."""
+"""Device choice, seeding and progress bars: what every notebook and script starts with."""
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -26,3 +27,15 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def progress_bar(iterable, enabled: bool = True, **kwargs):
+    """A tqdm.auto bar over `iterable` (a widget in Jupyter, text in a terminal).
+
+    Off when `enabled` is False or when TQDM_DISABLE is set to anything but 0: the notebook runner sets it,
+    so that notebooks stored after a batch run never show a bar frozen at 0% (widget state is not saved).
+    """
+    from tqdm.auto import tqdm
+
+    off = (not enabled) or os.environ.get("TQDM_DISABLE", "0").strip().lower() not in ("", "0", "false")
+    return tqdm(iterable, disable=off, **kwargs)

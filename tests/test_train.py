@@ -58,3 +58,16 @@ def test_parameters_marked_no_weight_decay_do_not_decay():
     decay, no_decay = make_optimizer(model, TrainConfig()).param_groups
     assert any(p is model[1].weight for p in no_decay["params"])
     assert not any(p is model[1].weight for p in decay["params"])
+
+
+def test_state_bytes_counts_parameters_gradients_and_adam_moments():
+    from minimodels.training.loop import make_optimizer, state_bytes
+
+    model = torch.nn.Linear(4, 3)  # 12 + 3 float32 values = 60 bytes
+    optimizer = make_optimizer(model, TrainConfig())
+    model(torch.randn(2, 4)).sum().backward()
+    optimizer.step()
+    counted = state_bytes(model, optimizer)
+    assert counted["parameters"] == 60 and counted["gradients"] == 60
+    # two moments (exp_avg, exp_avg_sq) of 60 bytes, plus one float32 step counter per parameter tensor
+    assert counted["optimizer"] == 2 * 60 + 2 * 4

@@ -5,21 +5,33 @@
 
 `get_batch(split)` returns (inputs, targets) for split 'train' or 'val'. The default loss is next-token
 cross-entropy on `model(inputs)` logits (B, T, V); pass `loss_fn(model, inputs, targets)` for anything else.
+
+The same call runs unchanged under torchrun (see training/distributed.py): with a DDP- or FSDP-wrapped
+model and a rank-sharded get_batch, gradients are averaged across ranks, validation losses too, and only
+rank 0 shows a progress bar. `grad_accum_steps` micro-batches make one optimizer step (the gradient
+all-reduce runs only on the last one); `precision="bf16"` runs the forward under torch.autocast.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+
+from minimodels.runtime import progress_bar
+from minimodels.training.distributed import all_reduce_mean, current_context, no_grad_sync
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -33,10 +45,14 @@ class TrainConfig:
     grad_clip: float | None = 1.0  # max global grad norm; None disables clipping
     eval_interval: int = 100  # validate every this many iterations (and at the end)
     eval_iters: int = 10  # batches averaged per validation estimate
-    progress: bool = True  # tqdm bar
+    progress: bool = True  # tqdm bar (rank 0 only under torchrun)
+    grad_accum_steps: int = 1  # micro-batches per optimizer step (each one a get_batch("train") call)
+    precision: str = "fp32"  # "fp32", "bf16" (torch.autocast, CPU or GPU) or "fp16" (autocast + GradScaler, GPU)
 
     def __post_init__(self):
-        for name in ("max_iters", "eval_interval", "eval_iters"):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        for name in ("max_iters", "eval_interval", "eval_iters", "grad_accum_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.warmup_iters < 0:
@@ -58,6 +74,30 @@ class History:
     grad_norm: list[float] = field(default_factory=list)
     val_iters: list[int] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)  # wall time of each optimizer step
+    # bytes this process holds at the end: parameters, gradients, optimizer state (its shards under FSDP)
+    state_bytes: dict[str, int] = field(default_factory=dict)
+
+
+def _local_bytes(tensors) -> int:
+    """Bytes of the tensors as stored on this process (the local shard of a DTensor)."""
+    total = 0
+    for t in tensors:
+        if t is None or not isinstance(t, torch.Tensor):
+            continue
+        local = t.to_local() if hasattr(t, "to_local") else t
+        total += local.numel() * local.element_size()
+    return total
+
+
+def state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, int]:
+    """Parameter, gradient and optimizer-state bytes held by this process."""
+    params = [p for p in model.parameters()]
+    return {
+        "parameters": _local_bytes(params),
+        "gradients": _local_bytes(p.grad for p in params),
+        "optimizer": _local_bytes(v for state in optimizer.state.values() for v in state.values()),
+    }
 
 
 def lr_at(it: int, config: TrainConfig) -> float:
@@ -100,12 +140,30 @@ def estimate_loss(
     model: torch.nn.Module, get_batch: Callable[[str], Batch], split: str = "val", iters: int = 10,
     loss_fn: LossFn = next_token_loss,
 ) -> float:
-    """Mean loss over `iters` batches of `split`, in eval mode (dropout off), restoring the previous mode."""
+    """Mean loss over `iters` batches of `split`, in eval mode (dropout off), restoring the previous mode.
+
+    Under torchrun each rank scores its own shard and the result is the mean over ranks.
+    """
     was_training = model.training
     model.eval()
-    total = sum(loss_fn(model, *get_batch(split)).item() for _ in range(iters))
-    model.train(was_training)
-    return total / iters
+    try:
+        total = sum(loss_fn(model, *get_batch(split)).item() for _ in range(iters))
+    finally:
+        model.train(was_training)
+    return all_reduce_mean(total / iters)
+
+
+def _autocast(precision: str, device: torch.device):
+    """torch.autocast for bf16 / fp16, a no-op for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 def train(
@@ -114,34 +172,56 @@ def train(
     config: TrainConfig | None = None,
     loss_fn: LossFn | None = None,
 ) -> History:
-    """Train `model` in place for config.max_iters steps and return the History."""
+    """Train `model` in place for config.max_iters optimizer steps and return the History.
+
+    Each step averages the loss over config.grad_accum_steps micro-batches. Under torchrun (a DDP or
+    FSDP2 model, see training/distributed.py) the gradients are averaged over ranks on the last
+    micro-step only, and History holds the mean over ranks of each step's loss.
+    """
     config = config or TrainConfig()
     loss_fn = loss_fn or next_token_loss
+    ctx = current_context()
+    device = _model_device(model)
+    if config.precision == "fp16" and device.type != "cuda":
+        raise ValueError("TrainConfig.precision='fp16' needs a CUDA model (GradScaler); use 'bf16' on CPU")
+    scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
     optimizer = make_optimizer(model, config)
     history = History()
     model.train()
-    bar = tqdm(range(config.max_iters), disable=not config.progress, desc="train", leave=False)
+    steps = config.grad_accum_steps
+    bar = progress_bar(range(config.max_iters), enabled=config.progress and ctx.is_main, desc="train", leave=False)
     for it in bar:
+        started = time.perf_counter()
         lr = lr_at(it, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = loss_fn(model, *get_batch("train"))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip is not None:
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        step_loss = 0.0
+        for micro in range(steps):
+            with no_grad_sync(model, enabled=micro < steps - 1):  # all-reduce on the last micro-step only
+                with _autocast(config.precision, device):
+                    loss = loss_fn(model, *get_batch("train")) / steps
+                (scaler.scale(loss) if scaler else loss).backward()
+            step_loss += loss.item()
+        if scaler:
+            scaler.unscale_(optimizer)
+        max_norm = config.grad_clip if config.grad_clip is not None else float("inf")  # inf: measure only
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
         else:
-            norm = torch.linalg.vector_norm(
-                torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None])
-            )
-        optimizer.step()
-        history.train_loss.append(loss.item())
+            optimizer.step()
+        history.step_seconds.append(time.perf_counter() - started)
+        history.train_loss.append(all_reduce_mean(step_loss, ctx))
         history.lr.append(lr)
-        history.grad_norm.append(float(norm))
+        history.grad_norm.append(float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))
         last = it == config.max_iters - 1
         if (it + 1) % config.eval_interval == 0 or last:
-            val = estimate_loss(model, get_batch, "val", config.eval_iters, loss_fn)
+            with _autocast(config.precision, device):
+                val = estimate_loss(model, get_batch, "val", config.eval_iters, loss_fn)
             history.val_iters.append(it + 1)
             history.val_loss.append(val)
-            bar.set_postfix(train=f"{loss.item():.3f}", val=f"{val:.3f}")
+            bar.set_postfix(train=f"{history.train_loss[-1]:.3f}", val=f"{val:.3f}")
+    history.state_bytes = state_bytes(model, optimizer)
     return history

@@ -1,0 +1,1 @@
+"""Scripts that tests start in other processes (under torchrun); not collected as tests."""
