@@ -20,7 +20,9 @@ from minimodels.alignment import (
     dpo_loss,
     entropy_from_logits,
     gae,
+    hidden_states,
     kl_penalized_rewards,
+    logits_and_hidden_states,
     ppo_losses,
     preference_accuracy,
     sample_completions,
@@ -29,6 +31,7 @@ from minimodels.alignment import (
     whiten,
 )
 from minimodels.alignment.rollout import pack
+from minimodels.generation.cached import generate_cached
 
 
 def tiny_llama(seed=0, vocab=32):
@@ -333,3 +336,38 @@ def test_rollouts_pack_prompts_and_completions():
         pack([[1]], [[]])
     with pytest.raises(ValueError, match="max_new_tokens must be >= 1"):
         sample_completions(model, [[1]], max_new_tokens=0)
+
+
+def test_equal_length_prompts_are_sampled_in_one_batch_reproducibly():
+    model = tiny_llama()
+    prompts = [[1, 2, 3], [4, 5], [6, 7, 8], [9, 10]]
+    first = sample_completions(model, prompts, max_new_tokens=5, seed=3)
+    again = sample_completions(model, prompts, max_new_tokens=5, seed=3)
+    assert first.completions == again.completions
+    # the group of length-3 prompts starts at index 0: the same as sampling that group alone with seed 3 + 0
+    alone = generate_cached(model, torch.tensor([[1, 2, 3], [6, 7, 8]]), 5, seed=3)
+    assert [first.completions[0], first.completions[2]] == alone[:, 3:].tolist()
+    alone = generate_cached(model, torch.tensor([[4, 5], [9, 10]]), 5, seed=3 + 1)
+    assert [first.completions[1], first.completions[3]] == alone[:, 2:].tolist()
+
+
+def test_completions_stop_after_the_first_of_several_stop_ids():
+    model = tiny_llama()
+    free = sample_completions(model, [[1, 2, 3]], max_new_tokens=12, seed=0).completions[0]
+    stops = {free[4], free[7]}
+    first_stop = min(i for i, t in enumerate(free) if t in stops)
+    cut = sample_completions(model, [[1, 2, 3]], max_new_tokens=12, seed=0, stop_id=stops).completions[0]
+    assert cut == free[: first_stop + 1]
+    one = sample_completions(model, [[1, 2, 3]], max_new_tokens=12, seed=0, stop_id=free[7]).completions[0]
+    assert one == free[: free.index(free[7]) + 1]
+    with pytest.raises(TypeError, match="stop_id must be an int or a collection"):
+        sample_completions(model, [[1]], max_new_tokens=2, stop_id=["."])
+
+
+def test_logits_and_hidden_states_come_from_one_forward():
+    model = tiny_llama()
+    ids = torch.randint(32, (2, 6), generator=torch.Generator().manual_seed(0))
+    logits, h = logits_and_hidden_states(model, ids)
+    torch.testing.assert_close(logits, model(ids))
+    torch.testing.assert_close(h, hidden_states(model, ids))
+    torch.testing.assert_close(model.lm_head(h), logits)  # the final norm's output is what lm_head reads

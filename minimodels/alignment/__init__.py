@@ -8,11 +8,17 @@ DPO (Rafailov et al. 2023, arXiv:2305.18290) skips the reward model and the samp
 from minimodels.alignment.dpo import dpo_loss
 from minimodels.alignment.logprobs import sequence_logprobs, token_logprobs
 from minimodels.alignment.ppo import entropy_from_logits, gae, kl_penalized_rewards, masked_mean, ppo_losses, whiten
-from minimodels.alignment.reward import RewardModel, bradley_terry_loss, preference_accuracy
+from minimodels.alignment.reward import (
+    RewardModel,
+    bradley_terry_loss,
+    hidden_states,
+    logits_and_hidden_states,
+    preference_accuracy,
+)
 from minimodels.alignment.rollout import Rollout, sample_completions
 
 __all__ = [
-    "RewardModel", "Rollout", "bradley_terry_loss", "dpo_loss", "entropy_from_logits", "gae",
-    "kl_penalized_rewards", "masked_mean", "ppo_losses", "preference_accuracy", "sample_completions",
-    "sequence_logprobs", "token_logprobs", "whiten",
+    "RewardModel", "Rollout", "bradley_terry_loss", "dpo_loss", "entropy_from_logits", "gae", "hidden_states",
+    "kl_penalized_rewards", "logits_and_hidden_states", "masked_mean", "ppo_losses", "preference_accuracy",
+    "sample_completions", "sequence_logprobs", "token_logprobs", "whiten",
 ]

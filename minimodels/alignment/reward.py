@@ -25,15 +25,21 @@ def final_norm(model: nn.Module) -> nn.Module:
     raise TypeError(f"{type(model).__name__} has none of {FINAL_NORMS}: cannot read its last hidden states")
 
 
-def hidden_states(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
-    """(B, T, dim): the final normalized hidden states, read with a hook on the model's final norm."""
+def logits_and_hidden_states(model: nn.Module, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (B, T, V), hidden (B, T, dim)) from one forward: the hidden states are the final norm's output,
+    read with a forward hook, so a policy and its value head share one pass (as trl's value-head models do)."""
     seen = {}
     handle = final_norm(model).register_forward_hook(lambda module, args, out: seen.__setitem__("h", out))
     try:
-        model(input_ids)
+        logits = model(input_ids)
     finally:
         handle.remove()
-    return seen["h"]
+    return logits, seen["h"]
+
+
+def hidden_states(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+    """(B, T, dim): the final normalized hidden states, read with a hook on the model's final norm."""
+    return logits_and_hidden_states(model, input_ids)[1]
 
 
 class RewardModel(nn.Module):
