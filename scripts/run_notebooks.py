@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
     os.environ["TQDM_DISABLE"] = "1"  # inherited by the kernels: no bars in the stored outputs
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers' own bars ("Loading weights")
     results = []
     for path in paths:
         target = path if args.in_place else args.out / path.name

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from minimodels.retrieval.embeddings import SentenceEncoder
+from minimodels.runtime import progress_bar
 
 
 def _check_embeddings(name: str, t: torch.Tensor, dims: tuple[int, ...]) -> None:
@@ -113,7 +113,7 @@ def fine_tune_mnrl(
     encoder.train()
     losses: list[float] = []
     batches: list[list[int]] = []
-    for step in tqdm(range(steps), disable=not progress, desc="mnrl", leave=False):
+    for step in progress_bar(range(steps), enabled=progress, desc="mnrl", leave=False):
         if not batches:
             batches = batches_without_duplicates(pairs, batch_size, rng)
             if not batches:
