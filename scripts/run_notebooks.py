@@ -35,12 +35,19 @@ def parse_value(text: str):
 
 
 def clean_metadata(path: Path) -> None:
-    """Replace papermill's absolute input/output paths by the notebook's file name."""
+    """Replace papermill's absolute input/output paths by the notebook's file name.
+
+    Also drop the saved widget state when no output displays a widget: a library that builds a hidden
+    progress bar leaves its model there, and the file should hold only what a reader can see.
+    """
     notebook = json.loads(path.read_text())
     meta = notebook.get("metadata", {}).get("papermill", {})
     for key in ("input_path", "output_path"):
         if key in meta:
             meta[key] = path.name
+    outputs = json.dumps([cell.get("outputs", []) for cell in notebook.get("cells", [])])
+    if "application/vnd.jupyter.widget-view+json" not in outputs:
+        notebook.get("metadata", {}).pop("widgets", None)
     path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
 
 
