@@ -59,7 +59,7 @@ train-ddp: $(STAMP)
 	$(BIN)/torchrun --standalone --nproc_per_node=2 -m minimodels.training --model llama --preset small $(TRAIN_ARGS)
 
 pretrain: $(STAMP)
-	$(BIN)/python scripts/pretrain.py $(if $(SIZE),--size $(SIZE))
+	$(BIN)/python -m minimodels.training pretrain $(if $(SIZE),--size $(SIZE)) $(PRETRAIN_ARGS)
 
 serve: $(STAMP)
 	$(BIN)/python -m minimodels.serving --model $(or $(MODEL),course-llama) --host 127.0.0.1 --port $(or $(PORT),8000)

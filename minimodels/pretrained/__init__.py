@@ -1,9 +1,9 @@
 """The course base model, committed under checkpoints/: `model, tokenizer = load("course-llama")`.
 
-`make pretrain` (scripts/pretrain.py) trains it: the course Llama with the course byte-level BPE on the
-English corpus. The folder holds model.safetensors (float16), config.json, tokenizer.json and
-training_log.json. Checkpoints are looked up in $MINIMODELS_CHECKPOINTS when set, else in checkpoints/ at
-the repository root.
+`make pretrain` (`python -m minimodels.training pretrain`, in minimodels/training/pretrain.py) trains it: the
+course Llama with the course byte-level BPE on the English corpus. The folder holds model.safetensors
+(float16), config.json, tokenizer.json and training_log.json. Checkpoints are looked up in
+$MINIMODELS_CHECKPOINTS when set, else in checkpoints/ at the repository root.
 """
 
 from __future__ import annotations

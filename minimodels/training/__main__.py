@@ -1,6 +1,7 @@
 """Train a course model on the course corpus, in one process or under torchrun.
 
     python -m minimodels.training --model llama --preset small --max-iters 200 --out runs/llama
+    python -m minimodels.training pretrain          # the course base model (BPE, English): see pretrain.py
     torchrun --standalone --nproc_per_node=2 -m minimodels.training --model llama --preset small --strategy ddp
     torchrun --nnodes 2 --node_rank 0 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29500 \\
         -m minimodels.training --model llama --preset full --strategy fsdp --precision bf16
@@ -76,6 +77,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["pretrain"]:  # the base model: BPE tokens of the English corpus, same loop and launcher
+        from minimodels.training.pretrain import main as pretrain
+
+        return pretrain(argv[1:])
     args = parse_args(argv)
     ctx = init_distributed()
     try:
