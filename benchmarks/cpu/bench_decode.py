@@ -12,13 +12,12 @@ outputs is printed.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 
 import torch
 
-from benchmarks.cpu.timing import measure
+from benchmarks.cpu.timing import measure, run_report
 from minimodels.generation.cached import generate_cached
 from minimodels.generation.generate import generate
 from minimodels.models.llama import Llama, LlamaConfig
@@ -130,16 +129,8 @@ def moe_rows(batch: int, seq: int) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Print the tables; argv (e.g. ["--threads", "2"]) defaults to none, so `python -m benchmarks` can call it."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier if shared)")
-    args = parser.parse_args([] if argv is None else argv)
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        report()
-    finally:
-        torch.set_num_threads(threads_before)
+    """Print the tables; argv (e.g. ["--threads", "2"]) defaults to none."""
+    run_report(report, argv, __doc__.splitlines()[0])
 
 
 def report() -> None:

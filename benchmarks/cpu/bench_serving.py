@@ -14,7 +14,6 @@ token and time per output token, median and p95.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -22,6 +21,7 @@ import time
 import torch
 
 from benchmarks.cpu.bench_decode import hf_generate, hf_twin
+from benchmarks.cpu.timing import run_report
 from minimodels.generation.cached import generate_cached
 from minimodels.models.llama import LlamaConfig
 from minimodels.serving import LLMEngine, SamplingParams
@@ -131,16 +131,8 @@ def report() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Print the tables; argv (e.g. ["--threads", "2"]) defaults to none, so `python -m benchmarks.cpu` can call it."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier if shared)")
-    args = parser.parse_args([] if argv is None else argv)
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        report()
-    finally:
-        torch.set_num_threads(threads_before)
+    """Print the tables; argv (e.g. ["--threads", "2"]) defaults to none."""
+    run_report(report, argv, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

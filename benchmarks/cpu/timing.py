@@ -66,3 +66,19 @@ def measure(fn: Callable[..., Any], setup: Callable[[], tuple] | None = None, mi
 
     measurement = timer.blocked_autorange(min_run_time=min_run_time, callback=after_block)
     return Timing(list(measurement.times), cpu_per_block, box["out"])
+
+
+def run_report(report: Callable[[], None], argv: list[str] | None, description: str) -> None:
+    """Parse `--threads` from argv (none by default, so `python -m benchmarks.cpu` can call it), run report()
+    with that many torch CPU threads, and restore the previous count afterwards."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier if shared)")
+    args = parser.parse_args([] if argv is None else argv)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        report()
+    finally:
+        torch.set_num_threads(threads_before)
