@@ -11,6 +11,7 @@ other programs share the machine, while wall-clock does. Both are per call, one 
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
@@ -71,8 +72,6 @@ def measure(fn: Callable[..., Any], setup: Callable[[], tuple] | None = None, mi
 def run_report(report: Callable[[], None], argv: list[str] | None, description: str) -> None:
     """Parse `--threads` from argv (none by default, so `python -m benchmarks.cpu` can call it), run report()
     with that many torch CPU threads, and restore the previous count afterwards."""
-    import argparse
-
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier if shared)")
     args = parser.parse_args([] if argv is None else argv)
